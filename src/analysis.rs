@@ -1,0 +1,422 @@
+//! The pipeline: decode → preprocess → model → scoring → growth → report.
+//! Every face (HTTP, CLI, batch) calls [`Analyzer::analyze`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use time::Date;
+
+use crate::decode::{self, DecodeLimits};
+use crate::error::AnalysisError;
+use crate::growth;
+use crate::model::{Backend, ModelOutput};
+use crate::preprocess;
+use crate::report::{AnalysisReport, BoneAge, InputInfo, Joint, ModelRef, SdsDetail, Timings, Tw3};
+use crate::scoring::{self, Bone, Stage};
+use crate::Sex;
+
+/// z of the two-sided 90% normal interval.
+const Z90: f64 = 1.644_853_626_951_472_2;
+/// Oldest chronological age accepted (months): the references stop at 19–20 years.
+const MAX_AGE_MONTHS: f64 = 240.0;
+
+/// What the caller says about the exam, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisRequest {
+    pub sex: Sex,
+    pub chronological_age_months: Option<f64>,
+}
+
+/// The request's fields as text, exactly as a face received them.
+#[derive(Debug, Clone, Default)]
+pub struct RawFields {
+    pub sex: Option<String>,
+    pub chronological_age_months: Option<String>,
+    pub birth_date: Option<String>,
+    pub exam_date: Option<String>,
+}
+
+impl RawFields {
+    /// Sets a field by its API name; unknown names are an error (typos must not pass silently).
+    pub fn set(&mut self, name: &str, value: String) -> Result<(), AnalysisError> {
+        let slot = match name {
+            "sex" => &mut self.sex,
+            "chronological_age_months" | "age_months" => &mut self.chronological_age_months,
+            "birth_date" => &mut self.birth_date,
+            "exam_date" => &mut self.exam_date,
+            _ => {
+                return Err(AnalysisError::InvalidField {
+                    field: "fields",
+                    reason: format!(
+                        "unknown field `{}`",
+                        name.chars().take(64).collect::<String>()
+                    ),
+                })
+            }
+        };
+        if value.len() > 256 {
+            return Err(AnalysisError::invalid(
+                "fields",
+                format!("field `{name}` is longer than 256 bytes"),
+            ));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    /// Validates the fields into a request.
+    pub fn into_request(self) -> Result<AnalysisRequest, AnalysisError> {
+        let sex_text = self.sex.ok_or(AnalysisError::MissingField(
+            "field `sex` is required (male or female)",
+        ))?;
+        let sex = Sex::parse(&sex_text).ok_or_else(|| {
+            AnalysisError::invalid("sex", format!("{sex_text:?} is not `male` or `female`"))
+        })?;
+        let from_dates = match (self.birth_date.as_deref(), self.exam_date.as_deref()) {
+            (Some(b), Some(e)) => Some(age_from_dates(b, e)?),
+            (Some(_), None) => {
+                return Err(AnalysisError::invalid(
+                    "exam_date",
+                    "birth_date needs exam_date too",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(AnalysisError::invalid(
+                    "birth_date",
+                    "exam_date needs birth_date too",
+                ))
+            }
+            (None, None) => None,
+        };
+        let given = match self.chronological_age_months.as_deref() {
+            Some(t) => Some(parse_age_months(t)?),
+            None => None,
+        };
+        let chronological_age_months = match (given, from_dates) {
+            (Some(_), Some(_)) => {
+                return Err(AnalysisError::invalid(
+                    "chronological_age_months",
+                    "give either chronological_age_months or birth_date + exam_date, not both",
+                ))
+            }
+            (a, b) => a.or(b),
+        };
+        Ok(AnalysisRequest {
+            sex,
+            chronological_age_months,
+        })
+    }
+}
+
+fn parse_age_months(t: &str) -> Result<f64, AnalysisError> {
+    let v: f64 = t.trim().parse().map_err(|_| {
+        AnalysisError::invalid("chronological_age_months", format!("{t:?} is not a number"))
+    })?;
+    if !v.is_finite() || !(0.0..=MAX_AGE_MONTHS).contains(&v) {
+        return Err(AnalysisError::invalid(
+            "chronological_age_months",
+            format!("{v} is outside 0–{MAX_AGE_MONTHS} months"),
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_date(field: &'static str, t: &str) -> Result<Date, AnalysisError> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(t.trim(), &fmt).map_err(|_| {
+        AnalysisError::invalid(field, format!("{t:?} is not an ISO date (YYYY-MM-DD)"))
+    })
+}
+
+/// Age in months between two ISO dates (days / 30.4375, the mean Gregorian month).
+pub fn age_from_dates(birth: &str, exam: &str) -> Result<f64, AnalysisError> {
+    let b = parse_date("birth_date", birth)?;
+    let e = parse_date("exam_date", exam)?;
+    let days = (e - b).whole_days();
+    if days < 0 {
+        return Err(AnalysisError::invalid(
+            "exam_date",
+            "the exam date is before the birth date",
+        ));
+    }
+    let months = days as f64 / 30.4375;
+    if months > MAX_AGE_MONTHS {
+        return Err(AnalysisError::invalid(
+            "birth_date",
+            format!("age {months:.1} months is beyond {MAX_AGE_MONTHS} months"),
+        ));
+    }
+    Ok((months * 100.0).round() / 100.0)
+}
+
+/// Runs the whole pipeline with one shared model.
+pub struct Analyzer {
+    model: Arc<dyn Backend>,
+    limits: DecodeLimits,
+}
+
+impl Analyzer {
+    pub fn new(model: Arc<dyn Backend>, limits: DecodeLimits) -> Self {
+        Analyzer { model, limits }
+    }
+
+    pub fn model(&self) -> &dyn Backend {
+        self.model.as_ref()
+    }
+
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    /// Analyses one radiograph file (PNG or JPEG bytes).
+    pub fn analyze(
+        &self,
+        bytes: &[u8],
+        req: &AnalysisRequest,
+    ) -> Result<AnalysisReport, AnalysisError> {
+        let t0 = Instant::now();
+        let img = decode::decode(bytes, &self.limits)?;
+        let t1 = Instant::now();
+        let tensor = preprocess::preprocess(&img, self.model.preprocess_spec())?;
+        let t2 = Instant::now();
+        let out = self.model.infer(tensor, req.sex)?;
+        let t3 = Instant::now();
+        let info = self.model.info();
+        let mut report = build_report(&out, req, &info.stage_basis);
+        let t4 = Instant::now();
+        report.model = ModelRef {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            sha256: info.sha256.clone(),
+        };
+        report.input = InputInfo {
+            format: img.format,
+            width: img.width,
+            height: img.height,
+            bit_depth: img.bit_depth,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        };
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
+        report.timings_ms = Timings {
+            decode: ms(t0, t1),
+            preprocess: ms(t1, t2),
+            inference: ms(t2, t3),
+            scoring: ms(t3, t4),
+            total: ms(t0, Instant::now()),
+        };
+        Ok(report)
+    }
+}
+
+/// Scoring and report assembly from raw model outputs (pure; no I/O).
+pub fn build_report(out: &ModelOutput, req: &AnalysisRequest, stage_basis: &str) -> AnalysisReport {
+    let months = out.bone_age_months as f64;
+    let sd = (0.5 * out.bone_age_log_var as f64).exp();
+    let bone_age = BoneAge {
+        months: round2(months),
+        sd_months: round2(sd),
+        interval_90: [
+            round2((months - Z90 * sd).max(0.0)),
+            round2(months + Z90 * sd),
+        ],
+    };
+
+    let mut joints = Vec::with_capacity(Bone::ALL.len());
+    for (b, bone) in Bone::ALL.iter().copied().enumerate() {
+        let probs = &out.stage_probs[b];
+        let valid = scoring::stages_of(bone);
+        let mass: f64 = valid.iter().map(|s| probs[s.index()].max(0.0) as f64).sum();
+        let (stage, p) = valid
+            .iter()
+            .map(|s| (*s, probs[s.index()].max(0.0) as f64))
+            .fold((valid[0], f64::MIN), |best, cur| {
+                if cur.1 > best.1 {
+                    cur
+                } else {
+                    best
+                }
+            });
+        let prob = if mass > 0.0 { p / mass } else { 0.0 };
+        joints.push(Joint {
+            bone,
+            name: bone.name(),
+            stage,
+            stage_probability: round4(prob),
+            tw3_score: scoring::stage_score(req.sex, bone, stage).unwrap_or(0),
+            stage_basis: stage_basis.to_string(),
+        });
+    }
+    let rus_score: u32 = joints.iter().map(|j| j.tw3_score).sum();
+    let rus = scoring::rus_bone_age(req.sex, rus_score);
+
+    let (bone_age_sds, bone_age_sds_detail) = match req.chronological_age_months {
+        None => (
+            None,
+            SdsDetail {
+                reference: None,
+                reason: Some("no chronological age given".to_string()),
+            },
+        ),
+        Some(ca) => match growth::bone_age_sds(req.sex, ca, months) {
+            Ok(s) => (
+                Some(round2(s.sds)),
+                SdsDetail {
+                    reference: Some(s),
+                    reason: None,
+                },
+            ),
+            Err(e) => (
+                None,
+                SdsDetail {
+                    reference: None,
+                    reason: Some(e.to_string()),
+                },
+            ),
+        },
+    };
+
+    AnalysisReport {
+        id: uuid::Uuid::new_v4().to_string(),
+        model: ModelRef {
+            name: String::new(),
+            version: String::new(),
+            sha256: String::new(),
+        },
+        sex: req.sex,
+        bone_age,
+        chronological_age_months: req.chronological_age_months,
+        bone_age_sds,
+        bone_age_sds_detail,
+        tw3: Tw3 {
+            rus_score,
+            rus_bone_age_months: rus.months,
+            rus_bone_age_reason: rus.reason.map(|r| r.to_string()),
+            stage_basis: stage_basis.to_string(),
+        },
+        joints,
+        input: InputInfo {
+            format: crate::decode::SourceFormat::Png,
+            width: 0,
+            height: 0,
+            bit_depth: 0,
+            sha256: String::new(),
+        },
+        timings_ms: Timings::default(),
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+/// The stage with the highest probability for each bone (helper for tests and tools).
+pub fn argmax_stage(probs: &[f32; 9], bone: Bone) -> Stage {
+    let valid = scoring::stages_of(bone);
+    valid
+        .iter()
+        .copied()
+        .fold((valid[0], f32::MIN), |best, s| {
+            if probs[s.index()] > best.1 {
+                (s, probs[s.index()])
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(sex: &str) -> RawFields {
+        RawFields {
+            sex: Some(sex.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sex_is_required_and_validated() {
+        assert!(matches!(
+            RawFields::default().into_request(),
+            Err(AnalysisError::MissingField(_))
+        ));
+        assert!(matches!(
+            fields("x").into_request(),
+            Err(AnalysisError::InvalidField { field: "sex", .. })
+        ));
+        assert_eq!(fields("Female").into_request().unwrap().sex, Sex::Female);
+    }
+
+    #[test]
+    fn age_from_dates_in_months() {
+        let m = age_from_dates("2016-01-15", "2026-01-15").unwrap();
+        assert!((m - 120.0).abs() < 0.1, "{m}");
+        assert!(age_from_dates("2026-01-15", "2016-01-15").is_err());
+        assert!(age_from_dates("2016-13-01", "2026-01-15").is_err());
+    }
+
+    #[test]
+    fn age_sources_are_exclusive_and_bounded() {
+        let mut f = fields("male");
+        f.chronological_age_months = Some("121.5".into());
+        assert_eq!(
+            f.clone().into_request().unwrap().chronological_age_months,
+            Some(121.5)
+        );
+        f.birth_date = Some("2016-01-01".into());
+        f.exam_date = Some("2026-01-01".into());
+        assert!(f.into_request().is_err());
+        for bad in ["-1", "abc", "NaN", "1e9"] {
+            let mut f = fields("male");
+            f.chronological_age_months = Some(bad.into());
+            assert!(f.into_request().is_err(), "{bad}");
+        }
+        let mut f = fields("male");
+        f.birth_date = Some("2016-01-01".into());
+        assert!(f.into_request().is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut f = RawFields::default();
+        assert!(f.set("sexx", "male".into()).is_err());
+        assert!(f.set("sex", "male".into()).is_ok());
+    }
+
+    #[test]
+    fn report_sums_joint_scores_and_masks_missing_stages() {
+        let mut probs = [[0f32; 9]; 13];
+        for row in probs.iter_mut() {
+            row[8] = 1.0; // stage I everywhere; the ulna has none
+        }
+        probs[1][7] = 0.3; // ulna H
+        let out = ModelOutput {
+            bone_age_months: 200.0,
+            bone_age_log_var: 2.0 * 6f32.ln(),
+            stage_probs: probs,
+        };
+        let req = AnalysisRequest {
+            sex: Sex::Male,
+            chronological_age_months: Some(120.0),
+        };
+        let r = build_report(&out, &req, "typical_for_bone_age");
+        assert_eq!(r.joints.len(), 13);
+        assert_eq!(r.joints[1].stage, Stage::H);
+        assert_eq!(r.joints[1].stage_probability, 1.0);
+        assert_eq!(
+            r.tw3.rus_score,
+            r.joints.iter().map(|j| j.tw3_score).sum::<u32>()
+        );
+        assert_eq!(r.tw3.rus_score, 1000, "all mature stages sum to 1000");
+        assert!((r.bone_age.sd_months - 6.0).abs() < 1e-6);
+        assert!((r.bone_age.interval_90[1] - (200.0 + Z90 * 6.0)).abs() < 0.01);
+        assert!(r.bone_age_sds.is_some());
+    }
+}

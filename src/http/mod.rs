@@ -1,0 +1,405 @@
+//! The HTTP face: a thin axum router over [`Analyzer`]. CPU work runs on the
+//! bounded [`WorkerPool`], never on the async runtime's threads.
+
+mod metrics;
+mod openapi;
+mod problem;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use metrics::Metrics;
+pub use openapi::ApiDoc;
+pub use problem::Problem;
+
+use crate::analysis::{Analyzer, RawFields};
+use crate::model::ModelInfo;
+use crate::pool::WorkerPool;
+use crate::report::AnalysisReport;
+
+/// Settings of the HTTP face.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest accepted request body (bytes); larger → 413.
+    pub max_body_bytes: usize,
+    /// Blocking inference workers.
+    pub workers: usize,
+    /// Analyses that may wait for a worker before 503.
+    pub queue_depth: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_body_bytes: 64 * 1024 * 1024,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            queue_depth: 16,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    analyzer: Arc<Analyzer>,
+    pool: Arc<WorkerPool>,
+    metrics: Arc<Metrics>,
+    options: ServerOptions,
+}
+
+impl AppState {
+    pub fn new(analyzer: Arc<Analyzer>, options: ServerOptions) -> std::io::Result<Self> {
+        let pool = WorkerPool::new(options.workers, options.queue_depth)?;
+        let metrics = Metrics::new().map_err(std::io::Error::other)?;
+        Ok(AppState {
+            analyzer,
+            pool: Arc::new(pool),
+            metrics: Arc::new(metrics),
+            options,
+        })
+    }
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The full API router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.options.max_body_bytes;
+    Router::new()
+        .route("/v1/analyses", post(create_analysis))
+        .route("/v1/model", get(model_info))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // Path only: query strings and bodies may carry patient data.
+                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[route.as_str(), res.status().as_str()])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    res
+}
+
+/// Analyse a radiograph.
+///
+/// `multipart/form-data` with an `image` file part and text fields, or a raw
+/// `image/png` / `image/jpeg` body with the fields as query parameters.
+#[utoipa::path(
+    post,
+    path = "/v1/analyses",
+    params(
+        ("sex" = Option<String>, Query, description = "male or female (required here or as a form field)"),
+        ("chronological_age_months" = Option<f64>, Query, description = "chronological age in months"),
+        ("birth_date" = Option<String>, Query, description = "ISO date; needs exam_date"),
+        ("exam_date" = Option<String>, Query, description = "ISO date; needs birth_date"),
+    ),
+    request_body(content_type = "multipart/form-data", description = "the radiograph as an `image` part with the fields as form parts; or a raw image/png or image/jpeg body with the fields as query parameters"),
+    responses(
+        (status = 200, description = "analysis", body = AnalysisReport),
+        (status = 400, description = "missing_image, missing_field, invalid_field", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "image_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported_format", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "corrupt_image, resolution_too_low", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "overloaded (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_analysis(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Json<AnalysisReport>, Problem> {
+    let mut fields = RawFields::default();
+    for (k, v) in query {
+        fields.set(&k, v)?;
+    }
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let image: Bytes = if ctype.starts_with("multipart/form-data") {
+        read_multipart(&state, req, &mut fields).await?
+    } else if ctype.starts_with("image/") || ctype.starts_with("application/octet-stream") {
+        let body = Bytes::from_request(req, &state)
+            .await
+            .map_err(|e| body_problem(e.status(), e.body_text()))?;
+        if body.is_empty() {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "missing_image",
+                "the request body is empty",
+            ));
+        }
+        body
+    } else if ctype.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+            "missing Content-Type: send multipart/form-data with an `image` part, or image/png or image/jpeg",
+        ));
+    } else {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+            format!(
+                "Content-Type {:?} is not accepted: send multipart/form-data, image/png or image/jpeg",
+                ctype.chars().take(80).collect::<String>()
+            ),
+        ));
+    };
+    let request = fields.into_request()?;
+
+    let analyzer = Arc::clone(&state.analyzer);
+    let rx = state
+        .pool
+        .try_run(move || analyzer.analyze(&image, &request))
+        .map_err(|_| {
+            tracing::warn!("queue full, shedding request");
+            Problem::overloaded()
+        })?;
+    update_pool_gauges(&state);
+    let result = rx.await.map_err(|_| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the analysis worker failed",
+        )
+    })?;
+    update_pool_gauges(&state);
+    match result {
+        Ok(report) => {
+            state.metrics.observe_stages(&report.timings_ms);
+            tracing::info!(
+                analysis_id = %report.id,
+                total_ms = report.timings_ms.total,
+                "analysis done"
+            );
+            Ok(Json(report))
+        }
+        Err(e) => {
+            tracing::info!(code = e.code(), "analysis refused");
+            Err(e.into())
+        }
+    }
+}
+
+fn update_pool_gauges(state: &AppState) {
+    let s = state.pool.stats();
+    let in_flight = s.in_flight.load(Ordering::Relaxed) as i64;
+    let running = s.running.load(Ordering::Relaxed) as i64;
+    state.metrics.in_flight.set(in_flight);
+    state.metrics.queued.set((in_flight - running).max(0));
+}
+
+async fn read_multipart(
+    state: &AppState,
+    req: Request,
+    fields: &mut RawFields,
+) -> Result<Bytes, Problem> {
+    let mut mp = axum::extract::Multipart::from_request(req, state)
+        .await
+        .map_err(|e| body_problem(e.status(), e.body_text()))?;
+    let mut image: Option<Bytes> = None;
+    let mut parts = 0usize;
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| body_problem(e.status(), e.body_text()))?
+    {
+        parts += 1;
+        if parts > 32 {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "too many form parts (max 32)",
+            ));
+        }
+        let name = field.name().unwrap_or("").to_string();
+        if name == "image" {
+            if image.is_some() {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    "more than one `image` part",
+                ));
+            }
+            image = Some(
+                field
+                    .bytes()
+                    .await
+                    .map_err(|e| body_problem(e.status(), e.body_text()))?,
+            );
+        } else {
+            let text = field
+                .text()
+                .await
+                .map_err(|e| body_problem(e.status(), e.body_text()))?;
+            fields.set(&name, text)?;
+        }
+    }
+    match image {
+        Some(b) if !b.is_empty() => Ok(b),
+        Some(_) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "missing_image",
+            "the `image` part is empty",
+        )),
+        None => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "missing_image",
+            "no `image` part in the form: attach the radiograph as `image`",
+        )),
+    }
+}
+
+fn body_problem(status: StatusCode, text: String) -> Problem {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            status,
+            "image_too_large",
+            "the request body exceeds the configured limit",
+        )
+    } else {
+        Problem::new(status, "invalid_body", text)
+    }
+}
+
+/// The loaded model.
+#[utoipa::path(get, path = "/v1/model", responses((status = 200, body = ModelInfo)))]
+async fn model_info(State(state): State<AppState>) -> Json<ModelInfo> {
+    Json(state.analyzer.model().info().clone())
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the model is loaded and the pool has capacity.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "saturated")))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let info = state.analyzer.model().info();
+    let s = state.pool.stats();
+    let saturated =
+        s.in_flight.load(Ordering::Relaxed) >= state.pool.workers() + state.pool.queue_depth();
+    let body = serde_json::json!({
+        "status": if saturated { "saturated" } else { "ready" },
+        "model": {"name": info.name, "version": info.version, "sha256": info.sha256},
+        "workers": state.pool.workers(),
+        "queue_depth": state.pool.queue_depth(),
+    });
+    let status = if saturated {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    update_pool_gauges(&state);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route {} {}",
+            req.method(),
+            req.uri().path().chars().take(120).collect::<String>()
+        ),
+    )
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    // Give the log line a moment; in-flight requests are awaited by axum.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

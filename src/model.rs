@@ -1,0 +1,492 @@
+//! Stage 3: the ONNX model — load, validate its contract, infer — behind the
+//! [`Backend`] trait. [`TractModel`] is the CPU backend (tract, one optimised plan
+//! with concrete shapes, shared by all workers).
+//!
+//! ## Model contract, version 1
+//! `metadata_props` (all required):
+//! - `boneage.contract_version` = `1`
+//! - `boneage.model_name`, `boneage.model_version`
+//! - `boneage.input_height`, `boneage.input_width` (static input size)
+//! - `boneage.input_resize` = `squash`
+//! - `boneage.normalization` = `per_image_zscore`
+//! - `boneage.outputs`: comma list containing `bone_age_months`, `bone_age_log_var`, `stage_probs`
+//! - `boneage.uncertainty` = `log_var` (natural log of the variance in months²)
+//! - `boneage.bones` = `radius,ulna,mc1,mc3,mc5,pp1,pp3,pp5,mp3,mp5,dp1,dp3,dp5`
+//! - `boneage.stages` = `A,B,C,D,E,F,G,H,I`
+//! - `boneage.stage_basis`: how the per-bone stage outputs were obtained (reported per joint)
+//!
+//! Inputs `image: f32[N,1,H,W]`, `sex: f32[N,1]` (1 = male, 0 = female). Outputs, by
+//! name: `bone_age_months: f32[N,1]`, `bone_age_log_var: f32[N,1]`,
+//! `stage_probs: f32[N,13,9]` (probabilities over stages A–I per bone).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+
+pub use tract_onnx::prelude::tract_ndarray::Array4;
+
+use crate::error::{AnalysisError, ModelError};
+use crate::preprocess::{Normalization, PreprocessSpec, Resize};
+use crate::scoring::{Bone, Stage};
+use crate::Sex;
+
+pub const CONTRACT_VERSION: &str = "1";
+const REQUIRED_OUTPUTS: [&str; 3] = ["bone_age_months", "bone_age_log_var", "stage_probs"];
+
+/// The default model, embedded in the binary so the service runs from anywhere.
+pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../models/boneage-default.onnx");
+pub const EMBEDDED_MODEL_PATH: &str = "models/boneage-default.onnx";
+
+/// What a loaded model is, as `GET /v1/model` and `boneage model info` report it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub contract_version: String,
+    pub input_height: u32,
+    pub input_width: u32,
+    pub input_resize: String,
+    pub normalization: String,
+    pub outputs: Vec<String>,
+    pub stage_basis: String,
+    /// Where it was loaded from: a path, or `embedded:models/boneage-default.onnx`.
+    pub source: String,
+    /// All `metadata_props` of the file.
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// One image's raw model outputs.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    pub bone_age_months: f32,
+    pub bone_age_log_var: f32,
+    /// Stage probabilities, `[bone][stage]` in [`Bone::ALL`] × [`Stage::ALL`] order.
+    pub stage_probs: [[f32; 9]; 13],
+}
+
+/// An inference backend. Implementations are shared across worker threads.
+pub trait Backend: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+    fn preprocess_spec(&self) -> &PreprocessSpec;
+    fn infer(
+        &self,
+        image: tract_ndarray::Array4<f32>,
+        sex: Sex,
+    ) -> Result<ModelOutput, AnalysisError>;
+}
+
+/// The tract CPU backend.
+pub struct TractModel {
+    plan: Arc<TypedRunnableModel>,
+    info: ModelInfo,
+    spec: PreprocessSpec,
+    /// Index of each required output in the plan's outputs.
+    out_idx: [usize; 3],
+}
+
+impl std::fmt::Debug for TractModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractModel")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl TractModel {
+    /// Loads the model embedded in the binary.
+    pub fn embedded() -> Result<Self, ModelError> {
+        Self::from_bytes(EMBEDDED_MODEL, &format!("embedded:{EMBEDDED_MODEL_PATH}"))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, ModelError> {
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| ModelError::Parse {
+                origin: origin.into(),
+                reason: format!("{e:#}"),
+            })?;
+        let meta: HashMap<String, String> = proto
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect();
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let (info, spec) = validate_contract(&meta, sha256, origin)?;
+
+        let graph_inputs: Vec<String> = proto
+            .graph
+            .as_ref()
+            .map(|g| g.input.iter().map(|i| i.name.clone()).collect())
+            .unwrap_or_default();
+        let prep = |e: TractError| ModelError::Prepare {
+            origin: origin.into(),
+            reason: format!("{e:#}"),
+        };
+        let mut model = onnx.model_for_proto_model(&proto).map_err(prep)?;
+        let input_names: Vec<String> = model
+            .input_outlets()
+            .map_err(prep)?
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let _ = graph_inputs;
+        let img_pos = input_names.iter().position(|n| n == "image");
+        let sex_pos = input_names.iter().position(|n| n == "sex");
+        let (Some(img_pos), Some(sex_pos)) = (img_pos, sex_pos) else {
+            return Err(ModelError::Contract {
+                origin: origin.into(),
+                problems: format!("inputs must be named `image` and `sex`, found {input_names:?}"),
+            });
+        };
+        let (h, w) = (spec.height as usize, spec.width as usize);
+        model = model
+            .with_input_fact(img_pos, f32::fact([1, 1, h, w]).into())
+            .and_then(|m| m.with_input_fact(sex_pos, f32::fact([1, 1]).into()))
+            .map_err(prep)?;
+        // Feed inputs in the order image, sex whatever the file's order.
+        if img_pos != 0 {
+            let outlets = model.input_outlets().map_err(prep)?.to_vec();
+            model
+                .set_input_outlets(&[outlets[img_pos], outlets[sex_pos]])
+                .map_err(prep)?;
+        }
+        let output_names: Vec<String> = model
+            .output_outlets()
+            .map_err(prep)?
+            .iter()
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| model.node(o.node).name.clone())
+            })
+            .collect();
+        let mut out_idx = [0usize; 3];
+        for (slot, want) in out_idx.iter_mut().zip(REQUIRED_OUTPUTS) {
+            *slot = output_names.iter().position(|n| n == want).ok_or_else(|| {
+                ModelError::Contract {
+                    origin: origin.into(),
+                    problems: format!("graph has no output `{want}` (outputs: {output_names:?})"),
+                }
+            })?;
+        }
+        let plan = model
+            .into_optimized()
+            .map_err(prep)?
+            .into_runnable()
+            .map_err(prep)?;
+        let m = TractModel {
+            plan,
+            info,
+            spec,
+            out_idx,
+        };
+        // One dry run proves the output shapes match the contract.
+        let probe = tract_ndarray::Array4::<f32>::zeros((1, 1, h, w));
+        m.infer(probe, Sex::Male)
+            .map_err(|e| ModelError::Contract {
+                origin: origin.into(),
+                problems: e.to_string(),
+            })?;
+        Ok(m)
+    }
+}
+
+impl Backend for TractModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn preprocess_spec(&self) -> &PreprocessSpec {
+        &self.spec
+    }
+
+    fn infer(
+        &self,
+        image: tract_ndarray::Array4<f32>,
+        sex: Sex,
+    ) -> Result<ModelOutput, AnalysisError> {
+        let want = [1, 1, self.spec.height as usize, self.spec.width as usize];
+        if image.shape() != want {
+            return Err(AnalysisError::Inference(format!(
+                "input shape {:?}, expected {want:?}",
+                image.shape()
+            )));
+        }
+        let sex_v = if sex == Sex::Male { 1.0f32 } else { 0.0 };
+        let sex_t = tract_ndarray::Array2::from_elem((1, 1), sex_v);
+        let outputs = self
+            .plan
+            .run(tvec!(
+                Tensor::from(image).into(),
+                Tensor::from(sex_t).into()
+            ))
+            .map_err(|e| AnalysisError::Inference(format!("{e:#}")))?;
+        let get = |i: usize| -> Result<Vec<f32>, AnalysisError> {
+            let t = outputs.get(self.out_idx[i]).ok_or_else(|| {
+                AnalysisError::Inference(format!("missing output {}", REQUIRED_OUTPUTS[i]))
+            })?;
+            let view = t.to_plain_array_view::<f32>().map_err(|e| {
+                AnalysisError::Inference(format!("output {}: {e}", REQUIRED_OUTPUTS[i]))
+            })?;
+            Ok(view.iter().copied().collect())
+        };
+        let mean = get(0)?;
+        let log_var = get(1)?;
+        let probs = get(2)?;
+        if mean.len() != 1
+            || log_var.len() != 1
+            || probs.len() != Bone::ALL.len() * Stage::ALL.len()
+        {
+            return Err(AnalysisError::Inference(format!(
+                "output sizes {}, {}, {} do not match the contract (1, 1, 117)",
+                mean.len(),
+                log_var.len(),
+                probs.len()
+            )));
+        }
+        let mut stage_probs = [[0f32; 9]; 13];
+        for (b, row) in stage_probs.iter_mut().enumerate() {
+            row.copy_from_slice(&probs[b * 9..(b + 1) * 9]);
+        }
+        if !mean[0].is_finite() || !log_var[0].is_finite() || probs.iter().any(|p| !p.is_finite()) {
+            return Err(AnalysisError::Inference(
+                "the model produced a non-finite value".into(),
+            ));
+        }
+        Ok(ModelOutput {
+            bone_age_months: mean[0],
+            bone_age_log_var: log_var[0],
+            stage_probs,
+        })
+    }
+}
+
+/// Checks the `metadata_props` against contract version 1; lists every problem.
+pub fn validate_contract(
+    meta: &HashMap<String, String>,
+    sha256: String,
+    origin: &str,
+) -> Result<(ModelInfo, PreprocessSpec), ModelError> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut get = |key: &str| -> String {
+        match meta.get(key) {
+            Some(v) if !v.trim().is_empty() => v.trim().to_string(),
+            _ => {
+                problems.push(format!("missing metadata `{key}`"));
+                String::new()
+            }
+        }
+    };
+    let contract_version = get("boneage.contract_version");
+    let name = get("boneage.model_name");
+    let version = get("boneage.model_version");
+    let h = get("boneage.input_height");
+    let w = get("boneage.input_width");
+    let input_resize = get("boneage.input_resize");
+    let normalization = get("boneage.normalization");
+    let outputs = get("boneage.outputs");
+    let uncertainty = get("boneage.uncertainty");
+    let bones = get("boneage.bones");
+    let stages = get("boneage.stages");
+    let stage_basis = get("boneage.stage_basis");
+
+    if !contract_version.is_empty() && contract_version != CONTRACT_VERSION {
+        problems.push(format!("contract version {contract_version} is not supported (this build reads {CONTRACT_VERSION})"));
+    }
+    let parse_dim = |v: &str, key: &str, problems: &mut Vec<String>| -> u32 {
+        match v.parse::<u32>() {
+            Ok(d) if (16..=2048).contains(&d) => d,
+            _ if v.is_empty() => 0,
+            _ => {
+                problems.push(format!("`{key}` = {v:?} is not an input size in 16..=2048"));
+                0
+            }
+        }
+    };
+    let height = parse_dim(&h, "boneage.input_height", &mut problems);
+    let width = parse_dim(&w, "boneage.input_width", &mut problems);
+    let resize = match input_resize.as_str() {
+        "squash" => Some(Resize::Squash),
+        "" => None,
+        other => {
+            problems.push(format!(
+                "`boneage.input_resize` = {other:?} is not supported (squash)"
+            ));
+            None
+        }
+    };
+    let norm = match normalization.as_str() {
+        "per_image_zscore" => Some(Normalization::PerImageZscore),
+        "" => None,
+        other => {
+            problems.push(format!(
+                "`boneage.normalization` = {other:?} is not supported (per_image_zscore)"
+            ));
+            None
+        }
+    };
+    let output_list: Vec<String> = outputs
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !outputs.is_empty() {
+        for want in REQUIRED_OUTPUTS {
+            if !output_list.iter().any(|o| o == want) {
+                problems.push(format!("`boneage.outputs` does not declare `{want}`"));
+            }
+        }
+    }
+    if !uncertainty.is_empty() && uncertainty != "log_var" {
+        problems.push(format!(
+            "`boneage.uncertainty` = {uncertainty:?} is not supported (log_var)"
+        ));
+    }
+    let want_bones: Vec<&str> = Bone::ALL.iter().map(|b| b.id()).collect();
+    if !bones.is_empty() && bones.split(',').map(str::trim).collect::<Vec<_>>() != want_bones {
+        problems.push(format!("`boneage.bones` must be {}", want_bones.join(",")));
+    }
+    if !stages.is_empty()
+        && stages.split(',').map(str::trim).collect::<Vec<_>>()
+            != ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
+    {
+        problems.push("`boneage.stages` must be A,B,C,D,E,F,G,H,I".into());
+    }
+    if !problems.is_empty() {
+        return Err(ModelError::Contract {
+            origin: origin.into(),
+            problems: problems.join("; "),
+        });
+    }
+    let (Some(resize), Some(normalization_kind)) = (resize, norm) else {
+        return Err(ModelError::Contract {
+            origin: origin.into(),
+            problems: "incomplete preprocessing".into(),
+        });
+    };
+    let spec = PreprocessSpec {
+        height,
+        width,
+        resize,
+        normalization: normalization_kind,
+    };
+    let info = ModelInfo {
+        name,
+        version,
+        sha256,
+        contract_version,
+        input_height: height,
+        input_width: width,
+        input_resize,
+        normalization,
+        outputs: output_list,
+        stage_basis,
+        source: origin.to_string(),
+        metadata: meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    Ok((info, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good_meta() -> HashMap<String, String> {
+        [
+            ("boneage.contract_version", "1"),
+            ("boneage.model_name", "m"),
+            ("boneage.model_version", "0"),
+            ("boneage.input_height", "100"),
+            ("boneage.input_width", "100"),
+            ("boneage.input_resize", "squash"),
+            ("boneage.normalization", "per_image_zscore"),
+            (
+                "boneage.outputs",
+                "bone_age_months,bone_age_log_var,stage_probs",
+            ),
+            ("boneage.uncertainty", "log_var"),
+            (
+                "boneage.bones",
+                "radius,ulna,mc1,mc3,mc5,pp1,pp3,pp5,mp3,mp5,dp1,dp3,dp5",
+            ),
+            ("boneage.stages", "A,B,C,D,E,F,G,H,I"),
+            ("boneage.stage_basis", "typical_for_bone_age"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn complete_metadata_passes() {
+        let (info, spec) = validate_contract(&good_meta(), "x".into(), "t").unwrap();
+        assert_eq!((spec.height, spec.width), (100, 100));
+        assert_eq!(info.stage_basis, "typical_for_bone_age");
+    }
+
+    #[test]
+    fn every_missing_key_is_named() {
+        for key in good_meta().keys() {
+            let mut m = good_meta();
+            m.remove(key);
+            let err = validate_contract(&m, "x".into(), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key.as_str()), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn wrong_values_are_refused() {
+        for (k, v) in [
+            ("boneage.contract_version", "2"),
+            ("boneage.input_height", "abc"),
+            ("boneage.input_resize", "letterbox"),
+            ("boneage.outputs", "bone_age_months"),
+            ("boneage.bones", "radius"),
+        ] {
+            let mut m = good_meta();
+            m.insert(k.into(), v.into());
+            assert!(validate_contract(&m, "x".into(), "t").is_err(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn embedded_model_loads_and_infers() {
+        let m = TractModel::embedded().unwrap();
+        let spec = m.preprocess_spec().clone();
+        let x =
+            tract_ndarray::Array4::<f32>::zeros((1, 1, spec.height as usize, spec.width as usize));
+        let out = m.infer(x, Sex::Female).unwrap();
+        assert!(out.bone_age_months.is_finite());
+        for row in out.stage_probs {
+            let s: f32 = row.iter().sum();
+            assert!((s - 1.0).abs() < 1e-3, "stage probabilities sum to {s}");
+        }
+        assert_eq!(m.info().sha256.len(), 64);
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        let err = TractModel::from_bytes(b"not an onnx file at all", "garbage").unwrap_err();
+        assert!(
+            matches!(err, ModelError::Parse { .. } | ModelError::Contract { .. }),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! Stage 6: the analysis result as the API returns it. These types are the JSON
+//! contract of `POST /v1/analyses` and `boneage analyze`.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::decode::SourceFormat;
+use crate::growth::BoneAgeSds;
+use crate::scoring::{Bone, Stage};
+use crate::Sex;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnalysisReport {
+    /// Unique id of this analysis.
+    pub id: String,
+    pub model: ModelRef,
+    pub sex: Sex,
+    pub bone_age: BoneAge,
+    /// Chronological age at the exam, in months, when given or derived from dates.
+    pub chronological_age_months: Option<f64>,
+    /// (bone age − reference mean for the chronological age) / reference SD, by the
+    /// Greulich–Pyle Brush Foundation table; null without a chronological age.
+    pub bone_age_sds: Option<f64>,
+    /// How `bone_age_sds` was computed, or why it is null.
+    pub bone_age_sds_detail: SdsDetail,
+    pub tw3: Tw3,
+    /// The 13 TW3 RUS bones in fixed order.
+    pub joints: Vec<Joint>,
+    pub input: InputInfo,
+    pub timings_ms: Timings,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BoneAge {
+    /// Estimated bone age (months), the model's mean.
+    pub months: f64,
+    /// The model's calibrated standard deviation (months).
+    pub sd_months: f64,
+    /// 90% interval, mean ± 1.645 SD, lower end not below 0.
+    pub interval_90: [f64; 2],
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SdsDetail {
+    pub reference: Option<BoneAgeSds>,
+    /// Why there is no SDS (no chronological age, or outside the table).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Tw3 {
+    /// Sum of the 13 joints' `tw3_score`.
+    pub rus_score: u32,
+    /// TW3 RUS bone age from the published score table; null with a reason outside it.
+    pub rus_bone_age_months: Option<f64>,
+    pub rus_bone_age_reason: Option<String>,
+    /// How the stages behind this score were obtained (same as each joint's `stage_basis`).
+    pub stage_basis: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Joint {
+    pub bone: Bone,
+    pub name: &'static str,
+    pub stage: Stage,
+    /// Model probability of `stage` (after removing stages the bone does not have).
+    pub stage_probability: f64,
+    /// TW3 RUS score of `stage` for this bone and sex.
+    pub tw3_score: u32,
+    /// How the stage was obtained, e.g. `typical_for_bone_age`: the per-bone head was
+    /// trained on the stage typical for the reader's bone age, not on observed stages.
+    pub stage_basis: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InputInfo {
+    pub format: SourceFormat,
+    pub width: u32,
+    pub height: u32,
+    pub bit_depth: u8,
+    /// sha256 of the uploaded bytes.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Timings {
+    pub decode: f64,
+    pub preprocess: f64,
+    pub inference: f64,
+    pub scoring: f64,
+    pub total: f64,
+}

@@ -1,0 +1,174 @@
+//! The `boneage` binary: analyze, model info, serve.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_boneage"))
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("boneage-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn analyze_prints_the_same_json_as_the_library() {
+    let path = tmp("hand.png");
+    let bytes = png8(&synthetic_hand(0.6, 21));
+    std::fs::write(&path, &bytes).unwrap();
+    let out = bin()
+        .args(["analyze"])
+        .arg(&path)
+        .args(["--sex", "female", "--age-months", "130"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["joints"].as_array().unwrap().len(), 13);
+    assert_eq!(v["chronological_age_months"], 130.0);
+
+    let analyzer = boneage::analysis::Analyzer::new(default_model(), Default::default());
+    let req = boneage::analysis::AnalysisRequest {
+        sex: boneage::Sex::Female,
+        chronological_age_months: Some(130.0),
+    };
+    let lib = serde_json::to_value(analyzer.analyze(&bytes, &req).unwrap()).unwrap();
+    for k in [
+        "bone_age",
+        "tw3",
+        "joints",
+        "bone_age_sds",
+        "model",
+        "input",
+    ] {
+        assert_eq!(v[k], lib[k], "{k}");
+    }
+}
+
+#[test]
+fn analyze_refuses_bad_input_with_its_code() {
+    let path = tmp("not-an-image.png");
+    std::fs::write(&path, b"plain text").unwrap();
+    let out = bin()
+        .args(["analyze"])
+        .arg(&path)
+        .args(["--sex", "male"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported_format"));
+    let out = bin()
+        .args(["analyze"])
+        .arg(&path)
+        .args(["--sex", "cat"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_field"));
+}
+
+#[test]
+fn model_info_reports_the_default_model() {
+    let out = bin().args(["model", "info"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/boneage-default.onnx"
+    ))
+    .unwrap();
+    assert_eq!(v["sha256"], hex::encode(Sha256::digest(&file)));
+    assert!(v["name"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(v["version"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(v["input_height"].as_u64().unwrap() >= 16);
+    assert!(v["input_width"].as_u64().unwrap() >= 16);
+}
+
+#[test]
+fn a_model_without_the_contract_is_refused_with_a_clear_message() {
+    let path = tmp("bad.onnx");
+    std::fs::write(&path, b"\x08\x07garbage").unwrap();
+    let out = bin()
+        .args(["model", "info", "--model"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.onnx"), "{err}");
+    let out = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--model"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve must refuse to start");
+}
+
+#[test]
+fn serve_listens_answers_and_shuts_down_gracefully() {
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("boneage listening on http://") {
+            break rest.trim().to_string();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client();
+        let r = c
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let img = png8(&synthetic_hand(0.5, 4));
+        let r = c
+            .post(format!("http://{addr}/v1/analyses?sex=male"))
+            .header("content-type", "image/png")
+            .body(img)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    // SIGTERM → graceful shutdown, exit 0.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,138 @@
+//! Shared helpers: start the real server on an ephemeral port, make fixtures.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use boneage::analysis::Analyzer;
+use boneage::decode::DecodeLimits;
+use boneage::http::{AppState, ServerOptions};
+use boneage::model::{Backend, TractModel};
+use boneage::synth::{self, HandParams};
+
+/// The embedded default model, loaded once per test binary.
+pub fn default_model() -> Arc<dyn Backend> {
+    static M: OnceLock<Arc<TractModel>> = OnceLock::new();
+    let m = M.get_or_init(|| Arc::new(TractModel::embedded().expect("embedded model loads")));
+    Arc::clone(m) as Arc<dyn Backend>
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(model: Arc<dyn Backend>, options: ServerOptions) -> TestServer {
+        let analyzer = Arc::new(Analyzer::new(model, DecodeLimits::default()));
+        let state = AppState::new(analyzer, options).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(boneage::http::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn default() -> TestServer {
+        Self::start(
+            default_model(),
+            ServerOptions {
+                workers: 2,
+                queue_depth: 8,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+pub fn png8(img: &image::GrayImage) -> Vec<u8> {
+    synth::png_bytes(img.clone())
+}
+
+pub fn png16(img: &image::ImageBuffer<image::Luma<u16>, Vec<u16>>) -> Vec<u8> {
+    synth::png_bytes(img.clone())
+}
+
+pub fn jpeg(img: &image::GrayImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+        .encode_image(img)
+        .expect("jpeg");
+    out
+}
+
+/// A synthetic ~1000×1300 left-hand radiograph, 8-bit.
+pub fn synthetic_hand(maturity: f32, seed: u64) -> image::GrayImage {
+    synth::hand_radiograph_8(&HandParams {
+        maturity,
+        seed,
+        ..Default::default()
+    })
+}
+
+/// `../shared/data/rsna` if it exists (CI has it; a fresh clone does not).
+pub fn rsna_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("BONEAGE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("data/rsna");
+    if dir.join("half512/labels.csv").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} not found; real-radiograph tests did not run",
+            dir.display()
+        );
+        None
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("client")
+}
+
+pub async fn post_multipart(
+    client: &reqwest::Client,
+    url: &str,
+    image: Option<(Vec<u8>, &str)>,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    if let Some((bytes, mime)) = image {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name("xray")
+            .mime_str(mime)
+            .expect("mime");
+        form = form.part("image", part);
+    }
+    client.post(url).multipart(form).send().await.expect("send")
+}
