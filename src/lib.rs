@@ -7,8 +7,10 @@
 //! faces over [`analysis::Analyzer`].
 
 pub mod analysis;
+pub mod bench;
 pub mod decode;
 pub mod error;
+pub mod eval;
 pub mod growth;
 pub mod http;
 pub mod model;

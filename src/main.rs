@@ -29,6 +29,12 @@ enum Command {
     Serve(ServeArgs),
     /// Analyse one radiograph and print the API's JSON on stdout.
     Analyze(AnalyzeArgs),
+    /// Evaluate the model on a labelled manifest (`id,image,boneage_months,male`).
+    Eval(EvalArgs),
+    /// Time the full analysis of one image in-process; prints per-stage medians as JSON.
+    Bench(BenchArgs),
+    /// Write a synthetic hand radiograph (PNG) for trying the service without real images.
+    Synth(SynthArgs),
     /// Model commands.
     Model {
         #[command(subcommand)]
@@ -81,6 +87,59 @@ struct AnalyzeArgs {
     model: ModelArgs,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// CSV with columns id,image,boneage_months,male.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// Folder the image paths are relative to (default: the manifest's folder).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Write one CSV row per image here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Only rows whose numeric id is divisible by 10 (the training script's validation split).
+    #[arg(long)]
+    validation_split: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// PNG or JPEG radiograph.
+    #[arg(long)]
+    image: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value = "male")]
+    sex: String,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Output PNG file.
+    out: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    width: u32,
+    #[arg(long, default_value_t = 1300)]
+    height: u32,
+    /// 0 (infant) .. 1 (adult).
+    #[arg(long, default_value_t = 0.5)]
+    maturity: f32,
+    #[arg(long, default_value_t = 0.0)]
+    rotation: f32,
+    /// 8 or 16 bits per pixel.
+    #[arg(long, default_value_t = 8)]
+    bits: u8,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 fn load_model(args: &ModelArgs) -> Result<TractModel> {
     Ok(match &args.model {
         Some(p) => TractModel::load(p)?,
@@ -112,6 +171,40 @@ fn main() -> Result<()> {
                 }
                 Err(e) => bail!("{}: {}", e.code(), e),
             }
+        }
+        Command::Eval(args) => eval(args),
+        Command::Bench(args) => {
+            let model = load_model(&args.model)?;
+            let analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
+            let bytes = std::fs::read(&args.image)
+                .with_context(|| format!("reading {}", args.image.display()))?;
+            let fields = RawFields {
+                sex: Some(args.sex),
+                ..Default::default()
+            };
+            let req = fields.into_request().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = boneage::bench::run(&analyzer, &bytes, &req, args.runs, args.warmup)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e))?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
+        Command::Synth(args) => {
+            let p = boneage::synth::HandParams {
+                width: args.width,
+                height: args.height,
+                maturity: args.maturity,
+                rotation_deg: args.rotation,
+                seed: args.seed,
+                ..Default::default()
+            };
+            let bytes = match args.bits {
+                8 => boneage::synth::png_bytes(boneage::synth::hand_radiograph_8(&p)),
+                16 => boneage::synth::png_bytes(boneage::synth::hand_radiograph_16(&p)),
+                b => bail!("--bits must be 8 or 16, not {b}"),
+            };
+            std::fs::write(&args.out, bytes)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            Ok(())
         }
         Command::Model {
             command: ModelCommand::Info(args),
@@ -158,4 +251,34 @@ fn serve(args: ServeArgs) -> Result<()> {
         http::serve(listener, state, http::shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    use boneage::eval;
+    let model = load_model(&args.model)?;
+    let analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
+    let mut rows = eval::read_manifest(&args.manifest, args.images.as_deref())?;
+    if args.validation_split {
+        rows.retain(|r| r.id.parse::<u64>().is_ok_and(|id| id % 10 == 0));
+    }
+    if rows.is_empty() {
+        bail!("the manifest has no rows to evaluate");
+    }
+    let bar = indicatif::ProgressBar::new(rows.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut preds = Vec::with_capacity(rows.len());
+    for row in &rows {
+        preds.push(eval::predict(&analyzer, row));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if let Some(out) = &args.out {
+        eval::write_predictions(out, &preds)?;
+    }
+    let summary = eval::summarize(&preds);
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }

@@ -172,3 +172,90 @@ fn serve_listens_answers_and_shuts_down_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn synth_bench_and_eval() {
+    let img = tmp("synth16.png");
+    let out = bin()
+        .args(["synth"])
+        .arg(&img)
+        .args(["--bits", "16", "--maturity", "0.8"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = image::open(&img).unwrap();
+    assert_eq!(decoded.color(), image::ColorType::L16);
+    assert_eq!((decoded.width(), decoded.height()), (1000, 1300));
+
+    let out = bin()
+        .args(["bench", "--runs", "3", "--warmup", "1", "--image"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"], 3);
+    for k in ["decode", "preprocess", "inference", "scoring", "total"] {
+        assert!(v["median_ms"][k].as_f64().is_some_and(|t| t >= 0.0), "{k}");
+    }
+    assert!(
+        v["median_ms"]["total"].as_f64().unwrap() >= v["median_ms"]["inference"].as_f64().unwrap()
+    );
+
+    // A manifest of three synthetic images and one broken file.
+    let dir = tmp("manifest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("id,image,boneage_months,male\n");
+    for (i, m) in [0.2f32, 0.5, 0.8].iter().enumerate() {
+        let name = format!("{i}.png");
+        std::fs::write(dir.join(&name), png8(&synthetic_hand(*m, i as u64))).unwrap();
+        csv.push_str(&format!("{i},{name},{},{}\n", 40 + 60 * i, i % 2));
+    }
+    std::fs::write(dir.join("broken.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
+    csv.push_str("9,broken.png,100,1\n");
+    std::fs::write(dir.join("labels.csv"), csv).unwrap();
+    let preds = dir.join("preds.csv");
+    let out = bin()
+        .args(["eval", "--manifest"])
+        .arg(dir.join("labels.csv"))
+        .arg("--out")
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["images"], 4);
+    assert_eq!(v["analysed"], 3);
+    assert_eq!(v["rejected"], 1);
+    assert_eq!(v["overall"]["n"], 3);
+    assert!(v["overall"]["mae"].as_f64().is_some());
+    let text = std::fs::read_to_string(&preds).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    for col in [
+        "id",
+        "boneage_months",
+        "male",
+        "predicted_months",
+        "interval_lo",
+        "interval_hi",
+        "error",
+    ] {
+        assert!(header.split(',').any(|h| h == col), "{header}");
+    }
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 4);
+    assert!(rows[3].ends_with("corrupt_image"), "{}", rows[3]);
+}
