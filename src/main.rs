@@ -147,23 +147,32 @@ fn load_model(args: &ModelArgs) -> Result<TractModel> {
     })
 }
 
+/// The analyzer over the chosen model, and the bytes of one image file.
+fn analyzer_and_image(model: &ModelArgs, file: &std::path::Path) -> Result<(Analyzer, Vec<u8>)> {
+    let analyzer = Analyzer::new(Arc::new(load_model(model)?), DecodeLimits::default());
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok((analyzer, bytes))
+}
+
+/// Validates command-line fields exactly as the API validates form fields.
+fn request(sex: String, age_months: Option<String>) -> Result<boneage::analysis::AnalysisRequest> {
+    let fields = RawFields {
+        sex: Some(sex),
+        chronological_age_months: age_months,
+        ..Default::default()
+    };
+    fields
+        .into_request()
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Analyze(args) => {
-            let model = load_model(&args.model)?;
-            let analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
-            let bytes = std::fs::read(&args.file)
-                .with_context(|| format!("reading {}", args.file.display()))?;
-            let fields = RawFields {
-                sex: Some(args.sex),
-                chronological_age_months: args.age_months,
-                ..Default::default()
-            };
-            let req = fields
-                .into_request()
-                .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+            let (analyzer, bytes) = analyzer_and_image(&args.model, &args.file)?;
+            let req = request(args.sex, args.age_months)?;
             match analyzer.analyze(&bytes, &req) {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -174,15 +183,8 @@ fn main() -> Result<()> {
         }
         Command::Eval(args) => eval(args),
         Command::Bench(args) => {
-            let model = load_model(&args.model)?;
-            let analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
-            let bytes = std::fs::read(&args.image)
-                .with_context(|| format!("reading {}", args.image.display()))?;
-            let fields = RawFields {
-                sex: Some(args.sex),
-                ..Default::default()
-            };
-            let req = fields.into_request().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (analyzer, bytes) = analyzer_and_image(&args.model, &args.image)?;
+            let req = request(args.sex, None)?;
             let r = boneage::bench::run(&analyzer, &bytes, &req, args.runs, args.warmup)
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e))?;
             println!("{}", serde_json::to_string_pretty(&r)?);

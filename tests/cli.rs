@@ -14,6 +14,22 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_boneage"))
 }
 
+/// Runs the binary and asserts success.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs the binary, asserts success, parses stdout as JSON.
+fn run_json(cmd: &mut Command) -> Value {
+    serde_json::from_slice(&run_ok(cmd).stdout).unwrap()
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("boneage-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -25,18 +41,12 @@ fn analyze_prints_the_same_json_as_the_library() {
     let path = tmp("hand.png");
     let bytes = png8(&synthetic_hand(0.6, 21));
     std::fs::write(&path, &bytes).unwrap();
-    let out = bin()
-        .args(["analyze"])
-        .arg(&path)
-        .args(["--sex", "female", "--age-months", "130"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_json(bin().args(["analyze"]).arg(&path).args([
+        "--sex",
+        "female",
+        "--age-months",
+        "130",
+    ]));
     assert_eq!(v["joints"].as_array().unwrap().len(), 13);
     assert_eq!(v["chronological_age_months"], 130.0);
 
@@ -81,13 +91,7 @@ fn analyze_refuses_bad_input_with_its_code() {
 
 #[test]
 fn model_info_reports_the_default_model() {
-    let out = bin().args(["model", "info"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_json(bin().args(["model", "info"]));
     let file = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/models/boneage-default.onnx"
@@ -176,32 +180,21 @@ fn serve_listens_answers_and_shuts_down_gracefully() {
 #[test]
 fn synth_bench_and_eval() {
     let img = tmp("synth16.png");
-    let out = bin()
-        .args(["synth"])
-        .arg(&img)
-        .args(["--bits", "16", "--maturity", "0.8"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        bin()
+            .args(["synth"])
+            .arg(&img)
+            .args(["--bits", "16", "--maturity", "0.8"]),
     );
     let decoded = image::open(&img).unwrap();
     assert_eq!(decoded.color(), image::ColorType::L16);
     assert_eq!((decoded.width(), decoded.height()), (1000, 1300));
 
-    let out = bin()
-        .args(["bench", "--runs", "3", "--warmup", "1", "--image"])
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_json(
+        bin()
+            .args(["bench", "--runs", "3", "--warmup", "1", "--image"])
+            .arg(&img),
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["runs"], 3);
     for k in ["decode", "preprocess", "inference", "scoring", "total"] {
         assert!(v["median_ms"][k].as_f64().is_some_and(|t| t >= 0.0), "{k}");
@@ -223,19 +216,13 @@ fn synth_bench_and_eval() {
     csv.push_str("9,broken.png,100,1\n");
     std::fs::write(dir.join("labels.csv"), csv).unwrap();
     let preds = dir.join("preds.csv");
-    let out = bin()
-        .args(["eval", "--manifest"])
-        .arg(dir.join("labels.csv"))
-        .arg("--out")
-        .arg(&preds)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_json(
+        bin()
+            .args(["eval", "--manifest"])
+            .arg(dir.join("labels.csv"))
+            .arg("--out")
+            .arg(&preds),
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["images"], 4);
     assert_eq!(v["analysed"], 3);
     assert_eq!(v["rejected"], 1);

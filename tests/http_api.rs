@@ -238,133 +238,76 @@ async fn every_bad_input_gets_its_code_and_the_server_keeps_answering() {
     let url = srv.url("/v1/analyses");
     let good = png8(&synthetic_hand(0.5, 9));
 
-    problem(
-        post_multipart(&c, &url, None, &[("sex", "male")]).await,
-        400,
-        "missing_image",
-    )
-    .await;
-    problem(
-        post_multipart(&c, &url, Some((good.clone(), "image/png")), &[]).await,
-        400,
-        "missing_field",
-    )
-    .await;
-    problem(
-        post_multipart(
-            &c,
-            &url,
-            Some((good.clone(), "image/png")),
-            &[("sex", "dog")],
-        )
-        .await,
-        400,
-        "invalid_field",
-    )
-    .await;
-    problem(
-        post_multipart(
-            &c,
-            &url,
-            Some((good.clone(), "image/png")),
+    let png = |b: Vec<u8>| Some((b, "image/png"));
+    let male: &[(&str, &str)] = &[("sex", "male")];
+    let big = vec![0u8; 5 * 1024 * 1024];
+    // (image part, form fields, expected status, expected code)
+    type Case<'a> = (
+        Option<(Vec<u8>, &'a str)>,
+        &'a [(&'a str, &'a str)],
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (None, male, 400, "missing_image"),
+        (png(good.clone()), &[], 400, "missing_field"),
+        (png(good.clone()), &[("sex", "dog")], 400, "invalid_field"),
+        (
+            png(good.clone()),
             &[("sex", "male"), ("colour", "x")],
-        )
-        .await,
-        400,
-        "invalid_field",
-    )
-    .await;
-    problem(
-        post_multipart(
-            &c,
-            &url,
-            Some((good.clone(), "image/png")),
+            400,
+            "invalid_field",
+        ),
+        (
+            png(good.clone()),
             &[
                 ("sex", "male"),
                 ("birth_date", "2020-02-30"),
                 ("exam_date", "2026-01-01"),
             ],
-        )
-        .await,
-        400,
-        "invalid_field",
-    )
-    .await;
-    problem(
-        post_multipart(
-            &c,
-            &url,
-            Some((good.clone(), "image/png")),
+            400,
+            "invalid_field",
+        ),
+        (
+            png(good.clone()),
             &[("sex", "male"), ("chronological_age_months", "-4")],
-        )
-        .await,
-        400,
-        "invalid_field",
-    )
-    .await;
-    problem(
-        post_multipart(
-            &c,
-            &url,
+            400,
+            "invalid_field",
+        ),
+        (
             Some((b"GIF89a not really".to_vec(), "image/gif")),
-            &[("sex", "male")],
-        )
-        .await,
-        415,
-        "unsupported_format",
-    )
-    .await;
-    problem(
-        post_multipart(
-            &c,
-            &url,
-            Some((b"hello, this is text".to_vec(), "image/png")),
-            &[("sex", "male")],
-        )
-        .await,
-        415,
-        "unsupported_format",
-    )
-    .await;
-    let truncated = good[..good.len() / 3].to_vec();
-    problem(
-        post_multipart(&c, &url, Some((truncated, "image/png")), &[("sex", "male")]).await,
-        422,
-        "corrupt_image",
-    )
-    .await;
-    problem(
-        post_multipart(
-            &c,
-            &url,
-            Some((png_bomb_header(), "image/png")),
-            &[("sex", "male")],
-        )
-        .await,
-        413,
-        "image_too_large",
-    )
-    .await;
-    let tiny = png8(&image::GrayImage::from_pixel(20, 30, image::Luma([128])));
-    problem(
-        post_multipart(&c, &url, Some((tiny, "image/png")), &[("sex", "male")]).await,
-        422,
-        "resolution_too_low",
-    )
-    .await;
-    let big = vec![0u8; 5 * 1024 * 1024];
-    problem(
-        post_multipart(
-            &c,
-            &url,
-            Some((big.clone(), "image/png")),
-            &[("sex", "male")],
-        )
-        .await,
-        413,
-        "image_too_large",
-    )
-    .await;
+            male,
+            415,
+            "unsupported_format",
+        ),
+        (
+            png(b"hello, this is text".to_vec()),
+            male,
+            415,
+            "unsupported_format",
+        ),
+        (
+            png(good[..good.len() / 3].to_vec()),
+            male,
+            422,
+            "corrupt_image",
+        ),
+        (png(png_bomb_header()), male, 413, "image_too_large"),
+        (
+            png(png8(&image::GrayImage::from_pixel(
+                20,
+                30,
+                image::Luma([128]),
+            ))),
+            male,
+            422,
+            "resolution_too_low",
+        ),
+        (png(big.clone()), male, 413, "image_too_large"),
+    ];
+    for (image, fields, status, code) in cases {
+        problem(post_multipart(&c, &url, image, fields).await, status, code).await;
+    }
     let resp = c
         .post(format!("{url}?sex=male"))
         .header("content-type", "image/png")
