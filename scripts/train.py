@@ -253,18 +253,18 @@ class LiteTrunk(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
-def make_trunk(arch, size, pretrained=True):
+def make_trunk(arch, size, pretrained=True, width_mult=1.0):
     if arch == "resnet_small":
-        return SmallResNet()
+        return SmallResNet(widths=tuple(int(round(w * width_mult / 8)) * 8 for w in (32, 64, 128, 192)))
     if arch == "lite0":
         return LiteTrunk(size, pretrained)
     raise SystemExit(f"unknown --arch {arch}")
 
 
 class BoneAgeNet(nn.Module):
-    def __init__(self, arch="resnet_small", size=100, pretrained=True):
+    def __init__(self, arch="resnet_small", size=100, pretrained=True, width_mult=1.0):
         super().__init__()
-        self.trunk = make_trunk(arch, size, pretrained)
+        self.trunk = make_trunk(arch, size, pretrained, width_mult)
         cin = self.trunk.features
         self.sex_fc = nn.Linear(1, 16)
         self.fc = nn.Sequential(nn.Linear(cin + 16, 128), nn.ReLU(inplace=True))
@@ -355,6 +355,7 @@ def main():
     ap.add_argument("--name", default="boneage-resnet-sq100")
     ap.add_argument("--version", default="0.2.0")
     ap.add_argument("--arch", default="resnet_small", choices=["resnet_small", "lite0"])
+    ap.add_argument("--width-mult", type=float, default=1.0, help="resnet_small channel multiplier")
     ap.add_argument("--no-pretrained", action="store_true", help="lite0 from random weights")
     ap.add_argument("--max-train", type=int, default=0, help="use only the first N training images (smoke test)")
     args = ap.parse_args()
@@ -391,7 +392,7 @@ def main():
         if st is not None:
             stage_t[i] = torch.tensor(st)
 
-    net = BoneAgeNet(args.arch, args.size, not args.no_pretrained).to(device)
+    net = BoneAgeNet(args.arch, args.size, not args.no_pretrained, args.width_mult).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_rows) / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
