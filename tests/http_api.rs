@@ -375,16 +375,62 @@ impl Backend for SlowBackend {
     }
 }
 
-#[tokio::test]
-async fn requests_beyond_the_queue_get_503_not_a_hang() {
+fn slow_backend(ms: u64) -> Arc<dyn Backend> {
     let real = default_model();
-    let slow = SlowBackend {
+    Arc::new(SlowBackend {
         info: real.info().clone(),
         spec: real.preprocess_spec().clone(),
-        delay: Duration::from_millis(700),
-    };
+        delay: Duration::from_millis(ms),
+    })
+}
+
+fn small_png() -> Vec<u8> {
+    png8(&image::GrayImage::from_fn(200, 260, |x, y| {
+        image::Luma([((x * 7 + y * 3) % 255) as u8])
+    }))
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_requests_in_flight() {
     let srv = TestServer::start(
-        Arc::new(slow),
+        slow_backend(800),
+        ServerOptions {
+            workers: 1,
+            queue_depth: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = srv.url("/v1/analyses?sex=male");
+    let req = tokio::spawn(async move {
+        let r = client()
+            .post(url)
+            .header("content-type", "image/png")
+            .body(small_png())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    // Let the request reach its worker, then shut down while it runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = tokio::spawn(srv.stop());
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), req)
+        .await
+        .expect("request finished")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["joints"].as_array().unwrap().len(), 13);
+    tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("server stopped")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn requests_beyond_the_queue_get_503_not_a_hang() {
+    let srv = TestServer::start(
+        slow_backend(700),
         ServerOptions {
             workers: 1,
             queue_depth: 1,
@@ -393,9 +439,7 @@ async fn requests_beyond_the_queue_get_503_not_a_hang() {
     )
     .await;
     let c = client();
-    let img = png8(&image::GrayImage::from_fn(200, 260, |x, y| {
-        image::Luma([((x * 7 + y * 3) % 255) as u8])
-    }));
+    let img = small_png();
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let c = c.clone();
