@@ -28,6 +28,13 @@ fn bench(c: &mut Criterion) {
         sex: Sex::Male,
         chronological_age_months: Some(120.0),
     };
+    let input = boneage::report::InputInfo {
+        format: img.format,
+        width: img.width,
+        height: img.height,
+        bit_depth: img.bit_depth,
+        sha256: String::new(),
+    };
     let out = model.infer(tensor.clone(), Sex::Male).expect("infer");
     let analyzer = Analyzer::new(model.clone(), limits.clone());
 
@@ -44,7 +51,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| model.infer(tensor.clone(), Sex::Male).expect("infer"))
     });
     c.bench_function("scoring", |b| {
-        b.iter(|| build_report(&out, &req, "typical_for_bone_age"))
+        b.iter(|| build_report(&out, &req, model.info(), input.clone()))
     });
     c.bench_function("analysis/png8_1000x1300", |b| {
         b.iter(|| analyzer.analyze(&png8, &req).expect("analyze"))

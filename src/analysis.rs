@@ -10,10 +10,10 @@ use time::Date;
 use crate::decode::{self, DecodeLimits};
 use crate::error::AnalysisError;
 use crate::growth;
-use crate::model::{Backend, ModelOutput};
+use crate::model::{Backend, ModelInfo, ModelOutput};
 use crate::preprocess;
 use crate::report::{AnalysisReport, BoneAge, InputInfo, Joint, ModelRef, SdsDetail, Timings, Tw3};
-use crate::scoring::{self, Bone, Stage};
+use crate::scoring::{self, Bone};
 use crate::Sex;
 
 /// z of the two-sided 90% normal interval.
@@ -182,21 +182,15 @@ impl Analyzer {
         let t2 = Instant::now();
         let out = self.model.infer(tensor, req.sex)?;
         let t3 = Instant::now();
-        let info = self.model.info();
-        let mut report = build_report(&out, req, &info.stage_basis);
-        let t4 = Instant::now();
-        report.model = ModelRef {
-            name: info.name.clone(),
-            version: info.version.clone(),
-            sha256: info.sha256.clone(),
-        };
-        report.input = InputInfo {
+        let input = InputInfo {
             format: img.format,
             width: img.width,
             height: img.height,
             bit_depth: img.bit_depth,
             sha256: hex::encode(Sha256::digest(bytes)),
         };
+        let mut report = build_report(&out, req, self.model.info(), input);
+        let t4 = Instant::now();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
         report.timings_ms = Timings {
             decode: ms(t0, t1),
@@ -209,8 +203,15 @@ impl Analyzer {
     }
 }
 
-/// Scoring and report assembly from raw model outputs (pure; no I/O).
-pub fn build_report(out: &ModelOutput, req: &AnalysisRequest, stage_basis: &str) -> AnalysisReport {
+/// Scoring and report assembly from raw model outputs (pure; no I/O). Timings
+/// are left at zero for the caller to fill.
+pub fn build_report(
+    out: &ModelOutput,
+    req: &AnalysisRequest,
+    model: &ModelInfo,
+    input: InputInfo,
+) -> AnalysisReport {
+    let stage_basis = model.stage_basis.as_str();
     let months = out.bone_age_months as f64;
     let sd = (0.5 * out.bone_age_log_var as f64).exp();
     let bone_age = BoneAge {
@@ -279,9 +280,9 @@ pub fn build_report(out: &ModelOutput, req: &AnalysisRequest, stage_basis: &str)
     AnalysisReport {
         id: uuid::Uuid::new_v4().to_string(),
         model: ModelRef {
-            name: String::new(),
-            version: String::new(),
-            sha256: String::new(),
+            name: model.name.clone(),
+            version: model.version.clone(),
+            sha256: model.sha256.clone(),
         },
         sex: req.sex,
         bone_age,
@@ -295,13 +296,7 @@ pub fn build_report(out: &ModelOutput, req: &AnalysisRequest, stage_basis: &str)
             stage_basis: stage_basis.to_string(),
         },
         joints,
-        input: InputInfo {
-            format: crate::decode::SourceFormat::Png,
-            width: 0,
-            height: 0,
-            bit_depth: 0,
-            sha256: String::new(),
-        },
+        input,
         timings_ms: Timings::default(),
     }
 }
@@ -312,22 +307,6 @@ fn round2(v: f64) -> f64 {
 
 fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
-}
-
-/// The stage with the highest probability for each bone (helper for tests and tools).
-pub fn argmax_stage(probs: &[f32; 9], bone: Bone) -> Stage {
-    let valid = scoring::stages_of(bone);
-    valid
-        .iter()
-        .copied()
-        .fold((valid[0], f32::MIN), |best, s| {
-            if probs[s.index()] > best.1 {
-                (s, probs[s.index()])
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 #[cfg(test)]
@@ -406,9 +385,32 @@ mod tests {
             sex: Sex::Male,
             chronological_age_months: Some(120.0),
         };
-        let r = build_report(&out, &req, "typical_for_bone_age");
+        let info = ModelInfo {
+            name: "m".into(),
+            version: "1".into(),
+            sha256: "ab".into(),
+            contract_version: "1".into(),
+            input_height: 100,
+            input_width: 100,
+            input_resize: "squash".into(),
+            normalization: "per_image_zscore".into(),
+            outputs: vec![],
+            stage_basis: "typical_for_bone_age".into(),
+            source: "test".into(),
+            metadata: Default::default(),
+        };
+        let input = InputInfo {
+            format: crate::decode::SourceFormat::Png,
+            width: 10,
+            height: 10,
+            bit_depth: 8,
+            sha256: String::new(),
+        };
+        let r = build_report(&out, &req, &info, input);
+        assert_eq!(r.model.name, "m");
+        assert_eq!(r.joints[0].stage_basis, "typical_for_bone_age");
         assert_eq!(r.joints.len(), 13);
-        assert_eq!(r.joints[1].stage, Stage::H);
+        assert_eq!(r.joints[1].stage, crate::scoring::Stage::H);
         assert_eq!(r.joints[1].stage_probability, 1.0);
         assert_eq!(
             r.tw3.rus_score,

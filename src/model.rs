@@ -127,11 +127,6 @@ impl TractModel {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let (info, spec) = validate_contract(&meta, sha256, origin)?;
 
-        let graph_inputs: Vec<String> = proto
-            .graph
-            .as_ref()
-            .map(|g| g.input.iter().map(|i| i.name.clone()).collect())
-            .unwrap_or_default();
         let prep = |e: TractError| ModelError::Prepare {
             origin: origin.into(),
             reason: format!("{e:#}"),
@@ -143,13 +138,14 @@ impl TractModel {
             .iter()
             .map(|o| model.node(o.node).name.clone())
             .collect();
-        let _ = graph_inputs;
         let img_pos = input_names.iter().position(|n| n == "image");
         let sex_pos = input_names.iter().position(|n| n == "sex");
-        let (Some(img_pos), Some(sex_pos)) = (img_pos, sex_pos) else {
+        let (2, Some(img_pos), Some(sex_pos)) = (input_names.len(), img_pos, sex_pos) else {
             return Err(ModelError::Contract {
                 origin: origin.into(),
-                problems: format!("inputs must be named `image` and `sex`, found {input_names:?}"),
+                problems: format!(
+                    "inputs must be exactly `image` and `sex`, found {input_names:?}"
+                ),
             });
         };
         let (h, w) = (spec.height as usize, spec.width as usize);
