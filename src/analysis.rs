@@ -177,6 +177,8 @@ impl Analyzer {
     ) -> Result<AnalysisReport, AnalysisError> {
         let t0 = Instant::now();
         let img = decode::decode(bytes, &self.limits)?;
+        // Identifies the upload (history, re-scoring); counted with decoding.
+        let sha256 = hex::encode(Sha256::digest(bytes));
         let t1 = Instant::now();
         let tensor = preprocess::preprocess(&img, self.model.preprocess_spec())?;
         let t2 = Instant::now();
@@ -187,7 +189,7 @@ impl Analyzer {
             width: img.width,
             height: img.height,
             bit_depth: img.bit_depth,
-            sha256: hex::encode(Sha256::digest(bytes)),
+            sha256,
         };
         let mut report = build_report(&out, req, self.model.info(), input);
         let t4 = Instant::now();
