@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
@@ -156,10 +157,17 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
 )]
 async fn create_analysis(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
     req: Request,
 ) -> Result<Json<AnalysisReport>, Problem> {
+    let Query(query) = query.map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("query string: {}", e.body_text()),
+        )
+    })?;
     let mut fields = RawFields::default();
     for (k, v) in query {
         fields.set(&k, v)?;
