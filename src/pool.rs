@@ -158,7 +158,11 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_does_not_kill_the_worker() {
         let pool = WorkerPool::new(1, 1).unwrap();
-        let rx = pool.try_run(|| -> u8 { panic!("boom") }).unwrap();
+        let rx = pool
+            .try_run(|| -> u8 {
+                panic!("deliberate panic in a pool test: the worker must survive it")
+            })
+            .unwrap();
         assert!(rx.await.is_err());
         assert_eq!(pool.try_run(|| 7).unwrap().await.unwrap(), 7);
     }
