@@ -79,6 +79,11 @@ pub fn read_manifest(path: &Path, images: Option<&Path>) -> Result<Vec<ManifestR
     Ok(rows)
 }
 
+/// The fixed validation split of `scripts/train.py`: numeric ids divisible by 10.
+pub fn is_validation_id(id: &str) -> bool {
+    id.parse::<u64>().is_ok_and(|n| n % 10 == 0)
+}
+
 /// The outcome for one image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {

@@ -262,7 +262,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     let analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
     let mut rows = eval::read_manifest(&args.manifest, args.images.as_deref())?;
     if args.validation_split {
-        rows.retain(|r| r.id.parse::<u64>().is_ok_and(|id| id % 10 == 0));
+        rows.retain(|r| eval::is_validation_id(&r.id));
     }
     if rows.is_empty() {
         bail!("the manifest has no rows to evaluate");
