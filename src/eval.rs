@@ -94,8 +94,13 @@ pub struct Prediction {
     pub interval_lo: Option<f64>,
     pub interval_hi: Option<f64>,
     pub rus_score: Option<u32>,
+    /// TW3 RUS bone age from the per-joint stages (null outside the TW3 table).
+    pub rus_bone_age_months: Option<f64>,
     /// Rejection or failure code; empty when analysed.
     pub error: String,
+    /// Located joints as (name, x, y) fractions of the image width and height.
+    #[serde(skip)]
+    pub landmarks: Vec<(String, f64, f64)>,
 }
 
 /// Analyses one manifest row.
@@ -108,7 +113,9 @@ pub fn predict(analyzer: &Analyzer, row: &ManifestRow) -> Prediction {
         interval_lo: None,
         interval_hi: None,
         rus_score: None,
+        rus_bone_age_months: None,
         error: String::new(),
+        landmarks: Vec::new(),
     };
     let bytes = match std::fs::read(&row.image) {
         Ok(b) => b,
@@ -127,6 +134,13 @@ pub fn predict(analyzer: &Analyzer, row: &ManifestRow) -> Prediction {
             p.interval_lo = Some(r.bone_age.interval_90[0]);
             p.interval_hi = Some(r.bone_age.interval_90[1]);
             p.rus_score = Some(r.tw3.rus_score);
+            p.rus_bone_age_months = r.tw3.rus_bone_age_months;
+            let (w, h) = (r.input.width as f64, r.input.height as f64);
+            p.landmarks = r
+                .landmarks
+                .iter()
+                .map(|l| (l.name.clone(), l.at.x / w, l.at.y / h))
+                .collect();
         }
         Err(e) => p.error = e.code().to_string(),
     }
@@ -180,6 +194,12 @@ pub struct Summary {
     /// By the reference bone age: 0–5, 5–10, 10–15, 15–19 years.
     pub by_age_band: Vec<(String, Stats)>,
     pub by_sex: Vec<(String, Stats)>,
+    /// The TW3 RUS bone age computed from the per-joint stages against the reading
+    /// (images whose RUS score falls inside the TW3 table).
+    pub tw3_rus_bone_age: Stats,
+    /// Joint localisation against expert boxes, when `boneage eval --rois` gives them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub localisation: Option<LocalisationStats>,
 }
 
 pub fn summarize(preds: &[Prediction]) -> Summary {
@@ -212,6 +232,220 @@ pub fn summarize(preds: &[Prediction]) -> Summary {
         overall: stats(preds.iter()),
         by_age_band,
         by_sex,
+        tw3_rus_bone_age: {
+            // The TW3 bone age has no interval: coverage is not defined for it.
+            let tw3: Vec<Prediction> = preds
+                .iter()
+                .filter_map(|p| {
+                    let m = p.rus_bone_age_months?;
+                    Some(Prediction {
+                        predicted_months: Some(m),
+                        interval_lo: Some(f64::NAN),
+                        interval_hi: Some(f64::NAN),
+                        ..p.clone()
+                    })
+                })
+                .collect();
+            Stats {
+                coverage_90: None,
+                ..stats(tw3.iter())
+            }
+        },
+        localisation: None,
+    }
+}
+
+/// Expert joint centres for one image, from a `rois.csv` in the layout of Koitka et
+/// al. (PLOS ONE 2018): `id,split,annotator,label,xmin,ymin,xmax,ymax,image_width,image_height`.
+#[derive(Debug, Clone)]
+pub struct JointTruth {
+    pub split: String,
+    /// Original radiograph size (the frame of the box coordinates).
+    pub width: f64,
+    pub height: f64,
+    /// (joint name, x, y) as fractions of width and height, in the names the default
+    /// model uses (`dip2..dip5`, `ip1`, `pip2..pip5`, `mcp1..mcp5`, `radius`, `ulna`, `wrist`).
+    pub joints: Vec<(String, f64, f64)>,
+}
+
+/// Reads the expert boxes of a rois file. Digits are numbered from the thumb, found
+/// as the side where the row of MCP joints reaches past the row of DIP joints (so
+/// right hands number correctly too); images without exactly 4 DIP, 5 PIP, 5 MCP and
+/// one radius, ulna and wrist box are left out (as `scripts/train.py` does).
+pub fn read_rois(path: &Path) -> Result<std::collections::HashMap<String, JointTruth>, EvalError> {
+    use std::collections::HashMap;
+    let err = |reason: String| EvalError::Manifest {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| err(e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| err(format!("no column `{name}`")))
+    };
+    let cols: Vec<usize> = [
+        "id",
+        "split",
+        "annotator",
+        "label",
+        "xmin",
+        "ymin",
+        "xmax",
+        "ymax",
+        "image_width",
+        "image_height",
+    ]
+    .iter()
+    .map(|c| col(c))
+    .collect::<Result<_, _>>()?;
+    type Boxes = HashMap<String, Vec<(f64, f64)>>;
+    let mut by: HashMap<String, (String, f64, f64, Boxes)> = HashMap::new();
+    for (n, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| err(e.to_string()))?;
+        let f = |i: usize| rec.get(cols[i]).unwrap_or("").trim();
+        if f(2) != "expert" {
+            continue;
+        }
+        let num = |i: usize| {
+            f(i).parse::<f64>()
+                .map_err(|_| err(format!("line {}: {:?} is not a number", n + 2, f(i))))
+        };
+        let (w, h) = (num(8)?, num(9)?);
+        if w <= 0.0 || h <= 0.0 {
+            return Err(err(format!("line {}: image size must be positive", n + 2)));
+        }
+        let c = ((num(4)? + num(6)?) / 2.0 / w, (num(5)? + num(7)?) / 2.0 / h);
+        by.entry(f(0).to_string())
+            .or_insert_with(|| (f(1).to_string(), w, h, HashMap::new()))
+            .3
+            .entry(f(3).to_string())
+            .or_default()
+            .push(c);
+    }
+    let mut out = HashMap::new();
+    for (id, (split, width, height, mut lab)) in by {
+        let counts = |l: &str| lab.get(l).map_or(0, Vec::len);
+        if (counts("DIP"), counts("PIP"), counts("MCP")) != (4, 5, 5)
+            || ["Radius", "Ulna", "Wrist"].iter().any(|l| counts(l) != 1)
+            || lab.len() != 6
+        {
+            continue;
+        }
+        let mut take = |l: &str| {
+            let mut v = lab.remove(l).unwrap_or_default();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v
+        };
+        let (mut m, mut d, mut p) = (take("MCP"), take("DIP"), take("PIP"));
+        let thumb_right = (m[4].0 - d[3].0) > (d[0].0 - m[0].0);
+        if thumb_right {
+            m.reverse();
+            d.reverse();
+            p.reverse();
+        }
+        let mut joints = Vec::with_capacity(17);
+        let mut push = |name: String, c: (f64, f64)| joints.push((name, c.0, c.1));
+        for (k, c) in d.into_iter().enumerate() {
+            push(format!("dip{}", k + 2), c);
+        }
+        for (k, c) in p.into_iter().enumerate() {
+            push(
+                if k == 0 {
+                    "ip1".into()
+                } else {
+                    format!("pip{}", k + 1)
+                },
+                c,
+            );
+        }
+        for (k, c) in m.into_iter().enumerate() {
+            push(format!("mcp{}", k + 1), c);
+        }
+        for (l, name) in [("Radius", "radius"), ("Ulna", "ulna"), ("Wrist", "wrist")] {
+            push(name.into(), take(l)[0]);
+        }
+        out.insert(
+            id,
+            JointTruth {
+                split,
+                width,
+                height,
+                joints,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Localisation error of the located joints against expert centres.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LocalisationStats {
+    pub images: usize,
+    pub joints: usize,
+    /// Mean distance, in pixels of a 100 × 100 rendering of the image (fractions × 100).
+    pub mean_px100: Option<f64>,
+    pub median_px100: Option<f64>,
+    /// Mean distance in pixels of the original radiograph.
+    pub mean_px_original: Option<f64>,
+    /// Share of joints within 5 px100 of the expert centre.
+    pub within_5px100: Option<f64>,
+    /// Mean px100 distance per joint name.
+    pub per_joint_px100: Vec<(String, f64)>,
+}
+
+/// Compares predictions' landmarks with the expert joints of the same ids.
+pub fn localisation(
+    preds: &[Prediction],
+    truth: &std::collections::HashMap<String, JointTruth>,
+) -> LocalisationStats {
+    let mut d100 = Vec::new();
+    let mut dorig = 0.0;
+    let mut images = 0;
+    let mut per: Vec<(String, f64, usize)> = Vec::new();
+    for p in preds {
+        let Some(t) = truth.get(&p.id) else { continue };
+        if p.landmarks.is_empty() {
+            continue;
+        }
+        images += 1;
+        for (name, x, y) in &t.joints {
+            let Some((_, px, py)) = p.landmarks.iter().find(|l| &l.0 == name) else {
+                continue;
+            };
+            let (dx, dy) = (px - x, py - y);
+            let d = 100.0 * (dx * dx + dy * dy).sqrt();
+            d100.push(d);
+            dorig += ((dx * t.width).powi(2) + (dy * t.height).powi(2)).sqrt();
+            match per.iter_mut().find(|e| &e.0 == name) {
+                Some(e) => {
+                    e.1 += d;
+                    e.2 += 1;
+                }
+                None => per.push((name.clone(), d, 1)),
+            }
+        }
+    }
+    let n = d100.len();
+    let mean = |v: f64| if n == 0 { None } else { Some(v / n as f64) };
+    let mut sorted = d100.clone();
+    sorted.sort_by(f64::total_cmp);
+    LocalisationStats {
+        images,
+        joints: n,
+        mean_px100: mean(d100.iter().sum()),
+        median_px100: (n > 0).then(|| {
+            if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            }
+        }),
+        mean_px_original: mean(dorig),
+        within_5px100: mean(d100.iter().filter(|&&d| d <= 5.0).count() as f64),
+        per_joint_px100: per.into_iter().map(|(j, s, c)| (j, s / c as f64)).collect(),
     }
 }
 
@@ -244,6 +478,8 @@ mod tests {
             interval_lo: pred.map(|v| v - 10.0),
             interval_hi: pred.map(|v| v + 10.0),
             rus_score: None,
+            rus_bone_age_months: pred,
+            landmarks: vec![],
             error: if pred.is_some() {
                 String::new()
             } else {
@@ -269,6 +505,71 @@ mod tests {
         assert_eq!(s.by_age_band[2].1.mae, Some(20.0));
         assert_eq!(s.by_age_band[3].1.n, 0);
         assert_eq!(s.by_sex[0].1.mae, Some(6.0));
+        assert_eq!(s.tw3_rus_bone_age.n, 2);
+        assert_eq!(s.tw3_rus_bone_age.mae, Some(13.0));
+        assert_eq!(s.tw3_rus_bone_age.coverage_90, None);
+    }
+
+    #[test]
+    fn rois_are_numbered_from_the_thumb_and_scored() {
+        let dir = std::env::temp_dir().join(format!("boneage-rois-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("rois.csv");
+        // A left hand 1000 x 1000: thumb on the right (large x); its MCP reaches
+        // past the DIP row on that side. Boxes are 10 px, centred on (x, y).
+        let mut csv =
+            String::from("id,split,annotator,label,xmin,ymin,xmax,ymax,image_width,image_height\n");
+        let mut add = |label: &str, x: f64, y: f64, who: &str| {
+            csv += &format!(
+                "7,eval,{who},{label},{},{},{},{},1000,1000\n",
+                x - 5.0,
+                y - 5.0,
+                x + 5.0,
+                y + 5.0
+            )
+        };
+        for x in [200.0, 350.0, 500.0, 650.0] {
+            add("DIP", x, 200.0, "expert");
+        }
+        for x in [200.0, 350.0, 500.0, 650.0, 850.0] {
+            add("PIP", x, 300.0, "expert");
+            add("MCP", x, 500.0, "expert");
+        }
+        add("Radius", 600.0, 900.0, "expert");
+        add("Ulna", 400.0, 900.0, "expert");
+        add("Wrist", 500.0, 750.0, "expert");
+        add("DIP", 1.0, 1.0, "nonexpert"); // ignored
+        std::fs::write(&f, csv).unwrap();
+        let t = read_rois(&f).unwrap();
+        let j = &t["7"];
+        let get = |n: &str| {
+            j.joints
+                .iter()
+                .find(|e| e.0 == n)
+                .map(|e| (e.1, e.2))
+                .unwrap()
+        };
+        assert_eq!(j.joints.len(), 17);
+        assert_eq!(get("mcp1"), (0.85, 0.5));
+        assert_eq!(get("ip1"), (0.85, 0.3));
+        assert_eq!(get("dip2"), (0.65, 0.2));
+        assert_eq!(get("dip5"), (0.2, 0.2));
+        assert_eq!(get("pip5"), (0.2, 0.3));
+        assert_eq!(get("wrist"), (0.5, 0.75));
+
+        // One prediction 3 px100 off on every joint.
+        let mut pred = p(100.0, Some(100.0), 1);
+        pred.id = "7".into();
+        pred.landmarks = j
+            .joints
+            .iter()
+            .map(|(n, x, y)| (n.clone(), x + 0.03, *y))
+            .collect();
+        let s = localisation(&[pred], &t);
+        assert_eq!((s.images, s.joints), (1, 17));
+        assert!((s.mean_px100.unwrap() - 3.0).abs() < 1e-9);
+        assert!((s.mean_px_original.unwrap() - 30.0).abs() < 1e-9);
+        assert_eq!(s.within_5px100, Some(1.0));
     }
 
     #[test]

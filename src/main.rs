@@ -101,6 +101,13 @@ struct EvalArgs {
     /// Only rows whose numeric id is divisible by 10 (the training script's validation split).
     #[arg(long)]
     validation_split: bool,
+    /// Expert joint boxes (rois.csv layout, Koitka et al. 2018): also report the
+    /// localisation error on the manifest's images that have boxes.
+    #[arg(long)]
+    rois: Option<PathBuf>,
+    /// Only the boxes of this `split` of the rois file (e.g. `eval`, held out from training).
+    #[arg(long, requires = "rois")]
+    rois_split: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -264,6 +271,22 @@ fn eval(args: EvalArgs) -> Result<()> {
     if args.validation_split {
         rows.retain(|r| eval::is_validation_id(&r.id));
     }
+    let rois = match &args.rois {
+        Some(path) => {
+            let mut t = eval::read_rois(path)?;
+            if let Some(split) = &args.rois_split {
+                t.retain(|_, j| &j.split == split);
+            }
+            if t.is_empty() {
+                bail!(
+                    "{} has no complete expert annotations (in that split)",
+                    path.display()
+                );
+            }
+            Some(t)
+        }
+        None => None,
+    };
     if rows.is_empty() {
         bail!("the manifest has no rows to evaluate");
     }
@@ -281,7 +304,10 @@ fn eval(args: EvalArgs) -> Result<()> {
     if let Some(out) = &args.out {
         eval::write_predictions(out, &preds)?;
     }
-    let summary = eval::summarize(&preds);
+    let mut summary = eval::summarize(&preds);
+    if let Some(t) = &rois {
+        summary.localisation = Some(eval::localisation(&preds, t));
+    }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

@@ -13,11 +13,22 @@
 //! - `boneage.uncertainty` = `log_var` (natural log of the variance in months²)
 //! - `boneage.bones` = `radius,ulna,mc1,mc3,mc5,pp1,pp3,pp5,mp3,mp5,dp1,dp3,dp5`
 //! - `boneage.stages` = `A,B,C,D,E,F,G,H,I`
-//! - `boneage.stage_basis`: how the per-bone stage outputs were obtained (reported per joint)
+//! - `boneage.stage_basis`: how the per-bone stage outputs were obtained, one
+//!   [`StageBasis`] for all bones or 13 comma-separated ones in bone order (reported per joint)
 //!
 //! Inputs `image: f32[N,1,H,W]`, `sex: f32[N,1]` (1 = male, 0 = female). Outputs, by
 //! name: `bone_age_months: f32[N,1]`, `bone_age_log_var: f32[N,1]`,
 //! `stage_probs: f32[N,13,9]` (probabilities over stages A–I per bone).
+//!
+//! Optional joint output: when `boneage.outputs` also lists `joint_points`, the graph
+//! has `joint_points: f32[N,J,2]` (each joint's centre as x, y fractions of the input
+//! width and height) and the metadata names them:
+//! - `boneage.joints`: J comma-separated joint names
+//! - `boneage.bone_joints`: 13 `bone:joint` pairs in bone order, the joint region that
+//!   holds each bone's epiphysis (`bone:` with no joint when there is none)
+//! - `boneage.joint_region_px` (optional): receptive field of the regional stage features
+//!
+//! A bone whose stage basis is `joint_region*` must have a joint region.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,6 +47,50 @@ use crate::Sex;
 
 pub const CONTRACT_VERSION: &str = "1";
 const REQUIRED_OUTPUTS: [&str; 3] = ["bone_age_months", "bone_age_log_var", "stage_probs"];
+const JOINT_OUTPUT: &str = "joint_points";
+const MAX_JOINTS: usize = 64;
+
+/// How a bone's stage output was obtained (`boneage.stage_basis`), reported with
+/// every joint so that no derived stage passes for an observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StageBasis {
+    /// From the whole image, by a head trained on the stage typical for the reader's
+    /// bone age: it restates the global maturity estimate and is not an observation.
+    TypicalForBoneAge,
+    /// From the features of this joint's own region only (see the model card for the
+    /// region size), by a head trained on the stage typical for the reader's bone age
+    /// (no expert stage labels): a regional maturity estimate, not validated
+    /// against expert TW3 staging.
+    JointRegion,
+    /// From this joint's own region, by a head trained on expert TW stage labels.
+    JointRegionSupervised,
+}
+
+impl StageBasis {
+    pub const ALL: [StageBasis; 3] = [
+        StageBasis::TypicalForBoneAge,
+        StageBasis::JointRegion,
+        StageBasis::JointRegionSupervised,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            StageBasis::TypicalForBoneAge => "typical_for_bone_age",
+            StageBasis::JointRegion => "joint_region",
+            StageBasis::JointRegionSupervised => "joint_region_supervised",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.id() == s)
+    }
+
+    /// Whether the stage comes from the joint's own region.
+    pub fn is_regional(self) -> bool {
+        !matches!(self, StageBasis::TypicalForBoneAge)
+    }
+}
 
 /// The default model, embedded in the binary so the service runs from anywhere.
 pub static EMBEDDED_MODEL: &[u8] = include_bytes!("../models/boneage-default.onnx");
@@ -53,7 +108,16 @@ pub struct ModelInfo {
     pub input_resize: String,
     pub normalization: String,
     pub outputs: Vec<String>,
-    pub stage_basis: String,
+    /// How each bone's stage is obtained, in [`Bone::ALL`] order.
+    pub stage_basis: Vec<StageBasis>,
+    /// Joints the model locates (`joint_points`), empty when it locates none.
+    pub joints: Vec<String>,
+    /// Index into `joints` of the region that holds each bone's epiphysis, in
+    /// [`Bone::ALL`] order.
+    #[serde(skip)]
+    pub bone_joint: [Option<usize>; 13],
+    /// Receptive field (input pixels) of the regional stage features, when declared.
+    pub joint_region_px: Option<u32>,
     /// Where it was loaded from: a path, or `embedded:models/boneage-default.onnx`.
     pub source: String,
     /// All `metadata_props` of the file.
@@ -67,6 +131,9 @@ pub struct ModelOutput {
     pub bone_age_log_var: f32,
     /// Stage probabilities, `[bone][stage]` in [`Bone::ALL`] × [`Stage::ALL`] order.
     pub stage_probs: [[f32; 9]; 13],
+    /// Joint centres as (x, y) fractions of the input width and height, in
+    /// [`ModelInfo::joints`] order; empty when the model locates no joints.
+    pub joint_points: Vec<[f32; 2]>,
 }
 
 /// An inference backend. Implementations are shared across worker threads.
@@ -87,6 +154,8 @@ pub struct TractModel {
     spec: PreprocessSpec,
     /// Index of each required output in the plan's outputs.
     out_idx: [usize; 3],
+    /// Index of `joint_points`, when the contract declares it.
+    joint_idx: Option<usize>,
 }
 
 impl std::fmt::Debug for TractModel {
@@ -180,6 +249,21 @@ impl TractModel {
                 }
             })?;
         }
+        let joint_idx = if info.joints.is_empty() {
+            None
+        } else {
+            Some(
+                output_names
+                    .iter()
+                    .position(|n| n == JOINT_OUTPUT)
+                    .ok_or_else(|| ModelError::Contract {
+                        origin: origin.into(),
+                        problems: format!(
+                            "graph has no output `{JOINT_OUTPUT}` (outputs: {output_names:?})"
+                        ),
+                    })?,
+            )
+        };
         let plan = model
             .into_optimized()
             .map_err(prep)?
@@ -190,6 +274,7 @@ impl TractModel {
             info,
             spec,
             out_idx,
+            joint_idx,
         };
         // One dry run proves the output shapes match the contract.
         let probe = tract_ndarray::Array4::<f32>::zeros((1, 1, h, w));
@@ -264,10 +349,29 @@ impl Backend for TractModel {
                 "the model produced a non-finite value".into(),
             ));
         }
+        let mut joint_points = Vec::new();
+        if let Some(i) = self.joint_idx {
+            let t = outputs.get(i).ok_or_else(|| {
+                AnalysisError::Inference(format!("missing output {JOINT_OUTPUT}"))
+            })?;
+            let view = t
+                .to_plain_array_view::<f32>()
+                .map_err(|e| AnalysisError::Inference(format!("output {JOINT_OUTPUT}: {e}")))?;
+            let flat: Vec<f32> = view.iter().copied().collect();
+            if flat.len() != self.info.joints.len() * 2 || flat.iter().any(|v| !v.is_finite()) {
+                return Err(AnalysisError::Inference(format!(
+                    "output {JOINT_OUTPUT} has {} values, expected {} finite ones",
+                    flat.len(),
+                    self.info.joints.len() * 2
+                )));
+            }
+            joint_points = flat.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+        }
         Ok(ModelOutput {
             bone_age_months: mean[0],
             bone_age_log_var: log_var[0],
             stage_probs,
+            joint_points,
         })
     }
 }
@@ -299,7 +403,7 @@ pub fn validate_contract(
     let uncertainty = get("boneage.uncertainty");
     let bones = get("boneage.bones");
     let stages = get("boneage.stages");
-    let stage_basis = get("boneage.stage_basis");
+    let stage_basis_raw = get("boneage.stage_basis");
 
     if !contract_version.is_empty() && contract_version != CONTRACT_VERSION {
         problems.push(format!("contract version {contract_version} is not supported (this build reads {CONTRACT_VERSION})"));
@@ -363,6 +467,34 @@ pub fn validate_contract(
     {
         problems.push("`boneage.stages` must be A,B,C,D,E,F,G,H,I".into());
     }
+    let stage_basis = parse_stage_basis(&stage_basis_raw, &mut problems);
+    let has_joints = output_list.iter().any(|o| o == JOINT_OUTPUT);
+    let (joints, bone_joint) = if has_joints {
+        parse_joints(meta, &mut problems)
+    } else {
+        (Vec::new(), [None; 13])
+    };
+    for (i, (basis, joint)) in stage_basis.iter().zip(bone_joint).enumerate() {
+        if basis.is_regional() && joint.is_none() {
+            problems.push(format!(
+                "bone `{}` has stage basis `{}` but no joint region (`boneage.bone_joints` with a `{JOINT_OUTPUT}` output)",
+                Bone::ALL[i].id(),
+                basis.id()
+            ));
+        }
+    }
+    let joint_region_px = match meta.get("boneage.joint_region_px").map(|v| v.trim()) {
+        None | Some("") => None,
+        Some(v) => match v.parse::<u32>() {
+            Ok(px) => Some(px),
+            Err(_) => {
+                problems.push(format!(
+                    "`boneage.joint_region_px` = {v:?} is not a number of pixels"
+                ));
+                None
+            }
+        },
+    };
     if !problems.is_empty() {
         return Err(ModelError::Contract {
             origin: origin.into(),
@@ -392,10 +524,108 @@ pub fn validate_contract(
         normalization,
         outputs: output_list,
         stage_basis,
+        joints,
+        bone_joint,
+        joint_region_px,
         source: origin.to_string(),
         metadata: meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
     Ok((info, spec))
+}
+
+/// One basis for all bones, or 13 in bone order.
+fn parse_stage_basis(raw: &str, problems: &mut Vec<String>) -> Vec<StageBasis> {
+    if raw.is_empty() {
+        return vec![StageBasis::TypicalForBoneAge; 13];
+    }
+    let mut out = Vec::new();
+    for v in raw.split(',').map(str::trim) {
+        match StageBasis::parse(v) {
+            Some(b) => out.push(b),
+            None => {
+                let known: Vec<_> = StageBasis::ALL.iter().map(|b| b.id()).collect();
+                problems.push(format!(
+                    "`boneage.stage_basis` value {v:?} is not one of {}",
+                    known.join(", ")
+                ));
+                return vec![StageBasis::TypicalForBoneAge; 13];
+            }
+        }
+    }
+    match out.len() {
+        1 => vec![out[0]; 13],
+        13 => out,
+        n => {
+            problems.push(format!(
+                "`boneage.stage_basis` has {n} values: give one, or one per bone (13)"
+            ));
+            vec![StageBasis::TypicalForBoneAge; 13]
+        }
+    }
+}
+
+/// `boneage.joints` and `boneage.bone_joints`, for a model with a `joint_points` output.
+fn parse_joints(
+    meta: &HashMap<String, String>,
+    problems: &mut Vec<String>,
+) -> (Vec<String>, [Option<usize>; 13]) {
+    let mut bone_joint = [None; 13];
+    let joints: Vec<String> = meta
+        .get("boneage.joints")
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
+    let well_formed = |j: &str| {
+        !j.is_empty()
+            && j.len() <= 32
+            && j.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    };
+    if joints.is_empty() || joints.iter().all(|j| j.is_empty()) {
+        problems.push(format!("a `{JOINT_OUTPUT}` output needs `boneage.joints`"));
+        return (Vec::new(), bone_joint);
+    }
+    if joints.len() > MAX_JOINTS
+        || !joints.iter().all(|j| well_formed(j))
+        || (1..joints.len()).any(|i| joints[..i].contains(&joints[i]))
+    {
+        problems.push(format!(
+            "`boneage.joints` must be at most {MAX_JOINTS} distinct names of lower-case letters, digits and `_`"
+        ));
+        return (Vec::new(), bone_joint);
+    }
+    let pairs: Vec<&str> = meta
+        .get("boneage.bone_joints")
+        .map(|v| v.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    if pairs.len() != 13 {
+        problems.push(format!(
+            "`boneage.bone_joints` must give 13 `bone:joint` pairs in bone order, found {}",
+            pairs.len()
+        ));
+        return (joints, bone_joint);
+    }
+    for (i, pair) in pairs.iter().enumerate() {
+        let bone = Bone::ALL[i].id();
+        match pair.split_once(':') {
+            Some((b, j)) if b.trim() == bone => {
+                let j = j.trim();
+                if j.is_empty() {
+                    continue;
+                }
+                match joints.iter().position(|x| x == j) {
+                    Some(k) => bone_joint[i] = Some(k),
+                    None => problems.push(format!(
+                        "`boneage.bone_joints`: joint {j:?} of `{bone}` is not in `boneage.joints`"
+                    )),
+                }
+            }
+            _ => problems.push(format!(
+                "`boneage.bone_joints` entry {} must be `{bone}:<joint or empty>`, found {pair:?}",
+                i + 1
+            )),
+        }
+    }
+    (joints, bone_joint)
 }
 
 #[cfg(test)]
@@ -432,7 +662,92 @@ mod tests {
     fn complete_metadata_passes() {
         let (info, spec) = validate_contract(&good_meta(), "x".into(), "t").unwrap();
         assert_eq!((spec.height, spec.width), (100, 100));
-        assert_eq!(info.stage_basis, "typical_for_bone_age");
+        assert_eq!(info.stage_basis, vec![StageBasis::TypicalForBoneAge; 13]);
+        assert!(info.joints.is_empty());
+    }
+
+    fn joint_meta() -> HashMap<String, String> {
+        let mut m = good_meta();
+        m.insert(
+            "boneage.outputs".into(),
+            "bone_age_months,bone_age_log_var,stage_probs,joint_points".into(),
+        );
+        m.insert("boneage.joints".into(), "wrist,mcp3,radius".into());
+        m.insert(
+            "boneage.bone_joints".into(),
+            "radius:radius,ulna:,mc1:,mc3:mcp3,mc5:,pp1:,pp3:mcp3,pp5:,mp3:,mp5:,dp1:,dp3:,dp5:"
+                .into(),
+        );
+        m.insert(
+            "boneage.stage_basis".into(),
+            "joint_region,typical_for_bone_age,typical_for_bone_age,joint_region,\
+             typical_for_bone_age,typical_for_bone_age,joint_region_supervised,\
+             typical_for_bone_age,typical_for_bone_age,typical_for_bone_age,\
+             typical_for_bone_age,typical_for_bone_age,typical_for_bone_age"
+                .into(),
+        );
+        m
+    }
+
+    #[test]
+    fn per_bone_basis_and_joint_regions_are_read() {
+        let (info, _) = validate_contract(&joint_meta(), "x".into(), "t").unwrap();
+        assert_eq!(info.joints, ["wrist", "mcp3", "radius"]);
+        assert_eq!(info.bone_joint[0], Some(2));
+        assert_eq!(info.bone_joint[3], Some(1));
+        assert_eq!(info.bone_joint[6], Some(1));
+        assert_eq!(info.bone_joint[1], None);
+        assert_eq!(info.stage_basis[0], StageBasis::JointRegion);
+        assert_eq!(info.stage_basis[6], StageBasis::JointRegionSupervised);
+        assert_eq!(info.stage_basis[1], StageBasis::TypicalForBoneAge);
+    }
+
+    #[test]
+    fn a_regional_stage_without_a_region_is_refused() {
+        let mut m = joint_meta();
+        // ulna (2nd) claims a regional stage but has no joint region.
+        let b = m["boneage.stage_basis"].replacen(
+            "joint_region,typical_for_bone_age",
+            "joint_region,joint_region",
+            1,
+        );
+        m.insert("boneage.stage_basis".into(), b);
+        let err = validate_contract(&m, "x".into(), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`ulna`"), "{err}");
+        // ...and so is a regional basis on a model that locates nothing.
+        let mut m = good_meta();
+        m.insert("boneage.stage_basis".into(), "joint_region".into());
+        assert!(validate_contract(&m, "x".into(), "t").is_err());
+    }
+
+    #[test]
+    fn bad_joint_metadata_is_named() {
+        for (k, v, needle) in [
+            ("boneage.stage_basis", "observed", "observed"),
+            (
+                "boneage.stage_basis",
+                "joint_region,joint_region",
+                "2 values",
+            ),
+            ("boneage.joints", "", "boneage.joints"),
+            ("boneage.joints", "a,a", "distinct"),
+            ("boneage.bone_joints", "radius:radius", "13"),
+            (
+                "boneage.bone_joints",
+                "radius:elbow,ulna:,mc1:,mc3:mcp3,mc5:,pp1:,pp3:mcp3,pp5:,mp3:,mp5:,dp1:,dp3:,dp5:",
+                "elbow",
+            ),
+            ("boneage.joint_region_px", "wide", "joint_region_px"),
+        ] {
+            let mut m = joint_meta();
+            m.insert(k.into(), v.into());
+            let err = validate_contract(&m, "x".into(), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{k}={v}: {err}");
+        }
     }
 
     #[test]

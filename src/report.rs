@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::decode::SourceFormat;
 use crate::growth::BoneAgeSds;
+use crate::model::StageBasis;
 use crate::scoring::{Bone, Stage};
 use crate::Sex;
 
@@ -26,6 +27,9 @@ pub struct AnalysisReport {
     pub tw3: Tw3,
     /// The 13 TW3 RUS bones in fixed order.
     pub joints: Vec<Joint>,
+    /// Every joint the model locates (the RUS joints and more, e.g. the wrist), in
+    /// pixels of the uploaded image; empty when the model locates none.
+    pub landmarks: Vec<Landmark>,
     pub input: InputInfo,
     pub timings_ms: Timings,
 }
@@ -61,8 +65,9 @@ pub struct Tw3 {
     /// TW3 RUS bone age from the published score table; null with a reason outside it.
     pub rus_bone_age_months: Option<f64>,
     pub rus_bone_age_reason: Option<String>,
-    /// How the stages behind this score were obtained (same as each joint's `stage_basis`).
-    pub stage_basis: String,
+    /// How the stages summed into this score were obtained: the distinct
+    /// `stage_basis` values of the 13 joints.
+    pub stage_bases: Vec<StageBasis>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -74,9 +79,32 @@ pub struct Joint {
     pub stage_probability: f64,
     /// TW3 RUS score of `stage` for this bone and sex.
     pub tw3_score: u32,
-    /// How the stage was obtained, e.g. `typical_for_bone_age`: the per-bone head was
-    /// trained on the stage typical for the reader's bone age, not on observed stages.
-    pub stage_basis: String,
+    /// How the stage was obtained: `joint_region` (from this joint's region only,
+    /// trained on the stage typical for the reader's bone age; not validated against
+    /// expert staging), `joint_region_supervised` (trained on expert stages), or
+    /// `typical_for_bone_age` (from the whole image: restates the global estimate).
+    pub stage_basis: StageBasis,
+    /// The joint region that holds this bone's epiphysis (a `landmarks` name), when
+    /// the model locates it.
+    pub region: Option<String>,
+    /// Centre of that region in pixels of the uploaded image (origin top left).
+    pub location: Option<Point>,
+}
+
+/// A point in pixels of the uploaded image, origin at the top-left corner.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Landmark {
+    /// Joint name, e.g. `mcp3` (third metacarpophalangeal joint), `ip1` (thumb
+    /// interphalangeal joint), `radius` (distal radius), `wrist`.
+    pub name: String,
+    #[serde(flatten)]
+    pub at: Point,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

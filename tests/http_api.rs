@@ -59,6 +59,18 @@ fn check_schema(v: &Value) {
         "{}",
         v["bone_age"]
     );
+    let (w, h) = (
+        v["input"]["width"].as_f64().unwrap(),
+        v["input"]["height"].as_f64().unwrap(),
+    );
+    let landmarks = v["landmarks"].as_array().unwrap();
+    for l in landmarks {
+        let (x, y) = (l["x"].as_f64().unwrap(), l["y"].as_f64().unwrap());
+        assert!(
+            (0.0..=w).contains(&x) && (0.0..=h).contains(&y),
+            "{l} inside {w}x{h}"
+        );
+    }
     let joints = v["joints"].as_array().unwrap();
     assert_eq!(joints.len(), 13);
     let mut sum = 0;
@@ -68,8 +80,37 @@ fn check_schema(v: &Value) {
         assert!(stage.len() == 1 && ("A"..="I").contains(&stage), "{stage}");
         let p = j["stage_probability"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&p));
-        assert!(j["stage_basis"].as_str().is_some_and(|s| !s.is_empty()));
+        let basis = j["stage_basis"].as_str().unwrap();
+        assert!(
+            [
+                "typical_for_bone_age",
+                "joint_region",
+                "joint_region_supervised"
+            ]
+            .contains(&basis),
+            "{basis}"
+        );
+        // A regional stage always says which region it was read from, and where.
+        if basis != "typical_for_bone_age" {
+            let region = j["region"]
+                .as_str()
+                .expect("regional stage names its region");
+            assert!(
+                landmarks.iter().any(|l| l["name"] == region),
+                "{region} is a landmark"
+            );
+            assert!(j["location"]["x"].is_f64(), "{j}");
+        }
         sum += j["tw3_score"].as_u64().unwrap();
+    }
+    let bases: Vec<&str> = v["tw3"]["stage_bases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    for j in joints {
+        assert!(bases.contains(&j["stage_basis"].as_str().unwrap()));
     }
     assert_eq!(
         v["tw3"]["rus_score"].as_u64().unwrap(),
@@ -371,6 +412,7 @@ impl Backend for SlowBackend {
             bone_age_months: 100.0,
             bone_age_log_var: 3.0,
             stage_probs,
+            joint_points: vec![],
         })
     }
 }
