@@ -7,13 +7,15 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use time::Date;
 
-use crate::decode::{self, DecodeLimits};
+use crate::decode::{self, DecodeLimits, GreyImage};
+use crate::dicom::DicomHeader;
 use crate::error::AnalysisError;
 use crate::growth;
 use crate::model::{Backend, ModelInfo, ModelOutput, StageBasis};
 use crate::preprocess;
 use crate::report::{
-    AnalysisReport, BoneAge, InputInfo, Joint, Landmark, ModelRef, Point, SdsDetail, Timings, Tw3,
+    AnalysisReport, BoneAge, FieldSource, InputInfo, Joint, Landmark, ModelRef, Point, SdsDetail,
+    SourceInfo, Timings, Tw3,
 };
 use crate::scoring::{self, Bone};
 use crate::Sex;
@@ -67,48 +69,146 @@ impl RawFields {
         Ok(())
     }
 
-    /// Validates the fields into a request.
+    /// Validates the fields into a request (no DICOM header to fill gaps from).
     pub fn into_request(self) -> Result<AnalysisRequest, AnalysisError> {
-        let sex_text = self.sex.ok_or(AnalysisError::MissingField(
-            "field `sex` is required (male or female)",
-        ))?;
-        let sex = Sex::parse(&sex_text).ok_or_else(|| {
-            AnalysisError::invalid("sex", format!("{sex_text:?} is not `male` or `female`"))
-        })?;
-        let from_dates = match (self.birth_date.as_deref(), self.exam_date.as_deref()) {
-            (Some(b), Some(e)) => Some(age_from_dates(b, e)?),
-            (Some(_), None) => {
-                return Err(AnalysisError::invalid(
-                    "exam_date",
-                    "birth_date needs exam_date too",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(AnalysisError::invalid(
-                    "birth_date",
-                    "exam_date needs birth_date too",
-                ))
-            }
-            (None, None) => None,
-        };
-        let given = match self.chronological_age_months.as_deref() {
-            Some(t) => Some(parse_age_months(t)?),
-            None => None,
-        };
-        let chronological_age_months = match (given, from_dates) {
-            (Some(_), Some(_)) => {
-                return Err(AnalysisError::invalid(
-                    "chronological_age_months",
-                    "give either chronological_age_months or birth_date + exam_date, not both",
-                ))
-            }
-            (a, b) => a.or(b),
-        };
-        Ok(AnalysisRequest {
-            sex,
-            chronological_age_months,
-        })
+        self.resolve(None).map(|(req, _)| req)
     }
+
+    /// Checks every field that is present, without requiring any: the cheap
+    /// validation a face runs before queueing, when a DICOM header may still
+    /// supply what is missing.
+    pub fn precheck(&self) -> Result<(), AnalysisError> {
+        if let Some(t) = &self.sex {
+            parse_sex(t)?;
+        }
+        if let Some(t) = &self.chronological_age_months {
+            parse_age_months(t)?;
+        }
+        if let Some(t) = &self.birth_date {
+            parse_date("birth_date", t)?;
+        }
+        if let Some(t) = &self.exam_date {
+            parse_date("exam_date", t)?;
+        }
+        if self.chronological_age_months.is_some()
+            && (self.birth_date.is_some() || self.exam_date.is_some())
+        {
+            return Err(both_ages());
+        }
+        Ok(())
+    }
+
+    /// Validates the fields into a request, filling what the request left out from
+    /// the DICOM header (PatientSex; PatientBirthDate; StudyDate, else
+    /// AcquisitionDate). A request field always wins over the header; where the two
+    /// disagree the returned [`FieldSource`] says so.
+    pub fn resolve(
+        self,
+        header: Option<&DicomHeader>,
+    ) -> Result<(AnalysisRequest, Vec<FieldSource>), AnalysisError> {
+        let mut sources = Vec::new();
+        let h_sex = header.and_then(|h| h.patient_sex.clone());
+        let sex = match (self.sex, h_sex) {
+            (Some(t), h) => {
+                let s = parse_sex(&t)?;
+                let conflict = h.as_deref().and_then(Sex::parse).is_some_and(|hs| hs != s);
+                sources.push(FieldSource::request("sex", s.as_str(), h, conflict));
+                s
+            }
+            (None, Some(h)) => {
+                let s = Sex::parse(&h).ok_or_else(|| {
+                    AnalysisError::MissingField(format!(
+                        "field `sex` is required (male or female): the DICOM PatientSex is {:?}",
+                        h.chars().take(16).collect::<String>()
+                    ))
+                })?;
+                sources.push(FieldSource::dicom("sex", s.as_str()));
+                s
+            }
+            (None, None) => {
+                return Err(AnalysisError::MissingField(
+                    "field `sex` is required (male or female)".into(),
+                ))
+            }
+        };
+
+        let h_birth = header.and_then(|h| h.patient_birth_date.clone());
+        let h_exam = header.and_then(|h| h.study_date.clone().or(h.acquisition_date.clone()));
+        // The header's own age, to compare with a request that states one.
+        let header_age = match (&h_birth, &h_exam) {
+            (Some(b), Some(e)) => age_from_dates(b, e).ok(),
+            _ => None,
+        };
+        let chronological_age_months = if let Some(t) = self.chronological_age_months {
+            if self.birth_date.is_some() || self.exam_date.is_some() {
+                return Err(both_ages());
+            }
+            let age = parse_age_months(&t)?;
+            let conflict = header_age.is_some_and(|h| (h - age).abs() > 1.0);
+            sources.push(FieldSource::request(
+                "chronological_age_months",
+                &format!("{age}"),
+                header_age.map(|h| format!("{h}")),
+                conflict,
+            ));
+            Some(age)
+        } else {
+            let mut pick = |field: &'static str,
+                            given: Option<String>,
+                            from_header: Option<String>| {
+                match (given, from_header) {
+                    (Some(g), h) => {
+                        let conflict = h.as_deref().is_some_and(|h| h != g.trim());
+                        sources.push(FieldSource::request(field, g.trim(), h, conflict));
+                        Some((g, false))
+                    }
+                    (None, Some(h)) => {
+                        sources.push(FieldSource::dicom(field, &h));
+                        Some((h, true))
+                    }
+                    (None, None) => None,
+                }
+            };
+            let birth = pick("birth_date", self.birth_date, h_birth);
+            let exam = pick("exam_date", self.exam_date, h_exam);
+            match (birth, exam) {
+                (Some((b, _)), Some((e, _))) => Some(age_from_dates(&b, &e)?),
+                (Some((_, false)), None) => {
+                    return Err(AnalysisError::invalid(
+                        "exam_date",
+                        "birth_date needs exam_date too",
+                    ))
+                }
+                (None, Some((_, false))) => {
+                    return Err(AnalysisError::invalid(
+                        "birth_date",
+                        "exam_date needs birth_date too",
+                    ))
+                }
+                // Half a pair from the header alone gives no age, and no error.
+                _ => None,
+            }
+        };
+        Ok((
+            AnalysisRequest {
+                sex,
+                chronological_age_months,
+            },
+            sources,
+        ))
+    }
+}
+
+fn both_ages() -> AnalysisError {
+    AnalysisError::invalid(
+        "chronological_age_months",
+        "give either chronological_age_months or birth_date + exam_date, not both",
+    )
+}
+
+fn parse_sex(t: &str) -> Result<Sex, AnalysisError> {
+    Sex::parse(t)
+        .ok_or_else(|| AnalysisError::invalid("sex", format!("{t:?} is not `male` or `female`")))
 }
 
 fn parse_age_months(t: &str) -> Result<f64, AnalysisError> {
@@ -178,7 +278,42 @@ impl Analyzer {
         req: &AnalysisRequest,
     ) -> Result<AnalysisReport, AnalysisError> {
         let t0 = Instant::now();
-        let img = decode::decode(bytes, &self.limits)?;
+        let decoded = decode::decode_upload(bytes, &self.limits)?;
+        let source = SourceInfo {
+            fields: Vec::new(),
+            dicom: decoded.dicom,
+        };
+        self.run(t0, bytes, decoded.image, req, source)
+    }
+
+    /// Analyses one upload with the caller's fields as received; a DICOM header
+    /// fills what they leave out (see [`RawFields::resolve`]) and the report's
+    /// `source` says where each field came from.
+    pub fn analyze_upload(
+        &self,
+        bytes: &[u8],
+        fields: RawFields,
+    ) -> Result<AnalysisReport, AnalysisError> {
+        let t0 = Instant::now();
+        // Bad field values are reported before anything is decoded.
+        fields.precheck()?;
+        let decoded = decode::decode_upload(bytes, &self.limits)?;
+        let (req, fields) = fields.resolve(decoded.dicom.as_ref())?;
+        let source = SourceInfo {
+            fields,
+            dicom: decoded.dicom,
+        };
+        self.run(t0, bytes, decoded.image, &req, source)
+    }
+
+    fn run(
+        &self,
+        t0: Instant,
+        bytes: &[u8],
+        img: GreyImage,
+        req: &AnalysisRequest,
+        source: SourceInfo,
+    ) -> Result<AnalysisReport, AnalysisError> {
         // Identifies the upload (history, re-scoring); counted with decoding.
         let sha256 = hex::encode(Sha256::digest(bytes));
         let t1 = Instant::now();
@@ -194,6 +329,7 @@ impl Analyzer {
             sha256,
         };
         let mut report = build_report(&out, req, self.model.info(), input);
+        report.source = source;
         let t4 = Instant::now();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
         report.timings_ms = Timings {
@@ -329,6 +465,7 @@ pub fn build_report(
         joints,
         landmarks,
         input,
+        source: SourceInfo::default(),
         timings_ms: Timings::default(),
     }
 }
@@ -354,6 +491,71 @@ mod tests {
             sex: Some(sex.into()),
             ..Default::default()
         }
+    }
+
+    fn header() -> DicomHeader {
+        DicomHeader {
+            patient_sex: Some("F".into()),
+            patient_birth_date: Some("2015-01-01".into()),
+            study_date: Some("2025-01-01".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_header_fills_gaps_and_the_request_wins() {
+        let h = header();
+        // Request gives the birth date, the header the exam date: an age from both.
+        let f = RawFields {
+            birth_date: Some("2016-01-01".into()),
+            ..Default::default()
+        };
+        let (req, src) = f.resolve(Some(&h)).unwrap();
+        assert_eq!(req.sex, Sex::Female);
+        let months = req.chronological_age_months.unwrap();
+        assert!((months - 108.0).abs() < 0.5, "{months}");
+        let birth = src.iter().find(|s| s.field == "birth_date").unwrap();
+        assert!(birth.conflict && birth.dicom_value.as_deref() == Some("2015-01-01"));
+        let exam = src.iter().find(|s| s.field == "exam_date").unwrap();
+        assert_eq!(exam.from, crate::report::Origin::Dicom);
+
+        // A stated age far from the header's dates is used, and flagged.
+        let f = RawFields {
+            chronological_age_months: Some("60".into()),
+            ..Default::default()
+        };
+        let (req, src) = f.resolve(Some(&h)).unwrap();
+        assert_eq!(req.chronological_age_months, Some(60.0));
+        let age = src
+            .iter()
+            .find(|s| s.field == "chronological_age_months")
+            .unwrap();
+        assert!(age.conflict);
+
+        // Half a pair in the header alone: no age, no error.
+        let h2 = DicomHeader {
+            study_date: None,
+            ..header()
+        };
+        let (req, _) = RawFields::default().resolve(Some(&h2)).unwrap();
+        assert_eq!(req.chronological_age_months, None);
+        // ...but half a pair in the request is still an error.
+        let f = RawFields {
+            sex: Some("male".into()),
+            birth_date: Some("2016-01-01".into()),
+            ..Default::default()
+        };
+        assert!(f.resolve(None).is_err());
+    }
+
+    #[test]
+    fn precheck_validates_only_what_is_present() {
+        assert!(RawFields::default().precheck().is_ok());
+        let bad = RawFields {
+            sex: Some("cat".into()),
+            ..Default::default()
+        };
+        assert_eq!(bad.precheck().unwrap_err().code(), "invalid_field");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Stage 1: bytes → grey image with metadata.
+//! Stage 1: bytes → grey image with metadata (PNG, JPEG, TIFF here; DICOM in
+//! [`crate::dicom`]).
 //!
 //! Dimensions are read from the header and checked against [`DecodeLimits`]
 //! before any pixel buffer is allocated, so a decompression bomb costs nothing.
@@ -8,6 +9,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageFormat, ImageReader};
 use serde::Serialize;
 
+use crate::dicom::{self, DicomHeader};
 use crate::error::AnalysisError;
 
 /// Bounds on what the decoder accepts. The defaults bound one decode to about
@@ -38,6 +40,30 @@ impl Default for DecodeLimits {
 pub enum SourceFormat {
     Png,
     Jpeg,
+    Tiff,
+    Dicom,
+}
+
+/// A decoded upload: the image, and the DICOM header when it was a DICOM file.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub image: GreyImage,
+    pub dicom: Option<DicomHeader>,
+}
+
+/// Decodes any supported upload: DICOM Part 10, PNG, JPEG or TIFF.
+pub fn decode_upload(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, AnalysisError> {
+    if dicom::is_dicom(bytes) {
+        let (image, header) = dicom::decode_dicom(bytes, limits)?;
+        return Ok(Decoded {
+            image,
+            dicom: Some(header),
+        });
+    }
+    Ok(Decoded {
+        image: decode(bytes, limits)?,
+        dicom: None,
+    })
 }
 
 /// A decoded radiograph: one grey channel, intensities in [0, 1], row-major.
@@ -52,28 +78,31 @@ pub struct GreyImage {
     pub pixels: Vec<f32>,
 }
 
-/// Decodes PNG (8/16-bit grey or colour) and JPEG into a [`GreyImage`].
+/// Decodes PNG, TIFF (8/16-bit grey or colour) and JPEG into a [`GreyImage`]
+/// (DICOM goes through [`decode_upload`]).
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<GreyImage, AnalysisError> {
     if bytes.is_empty() {
-        return Err(AnalysisError::MissingField("the image is empty (0 bytes)"));
+        return Err(AnalysisError::MissingField(
+            "the image is empty (0 bytes)".into(),
+        ));
     }
-    let format = match image::guess_format(bytes) {
-        Ok(ImageFormat::Png) => SourceFormat::Png,
-        Ok(ImageFormat::Jpeg) => SourceFormat::Jpeg,
+    if dicom::is_dicom(bytes) {
+        return dicom::decode_dicom(bytes, limits).map(|(img, _)| img);
+    }
+    let (format, image_format) = match image::guess_format(bytes) {
+        Ok(ImageFormat::Png) => (SourceFormat::Png, ImageFormat::Png),
+        Ok(ImageFormat::Jpeg) => (SourceFormat::Jpeg, ImageFormat::Jpeg),
+        Ok(ImageFormat::Tiff) => (SourceFormat::Tiff, ImageFormat::Tiff),
         Ok(other) => {
             return Err(AnalysisError::UnsupportedFormat(format!(
-                "{other:?} images are not supported; send PNG or JPEG"
+                "{other:?} images are not supported; send DICOM, PNG, TIFF or JPEG"
             )))
         }
         Err(_) => {
             return Err(AnalysisError::UnsupportedFormat(
-                "the file is not a recognised image (PNG or JPEG expected)".into(),
+                "the file is not a recognised image (DICOM, PNG, TIFF or JPEG expected)".into(),
             ))
         }
-    };
-    let image_format = match format {
-        SourceFormat::Png => ImageFormat::Png,
-        SourceFormat::Jpeg => ImageFormat::Jpeg,
     };
     let (width, height) = ImageReader::with_format(Cursor::new(bytes), image_format)
         .into_dimensions()

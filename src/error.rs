@@ -18,7 +18,7 @@ pub enum AnalysisError {
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("{0}")]
-    MissingField(&'static str),
+    MissingField(String),
     #[error("inference failed: {0}")]
     Inference(String),
 }

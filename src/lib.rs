@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod bench;
 pub mod decode;
+pub mod dicom;
 pub mod error;
 pub mod eval;
 pub mod growth;

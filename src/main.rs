@@ -75,14 +75,20 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct AnalyzeArgs {
-    /// PNG or JPEG radiograph.
+    /// DICOM, PNG, TIFF or JPEG radiograph.
     file: PathBuf,
-    /// male or female.
+    /// male or female (a DICOM file's PatientSex is used when not given).
     #[arg(long)]
-    sex: String,
+    sex: Option<String>,
     /// Chronological age in months.
     #[arg(long = "age-months")]
     age_months: Option<String>,
+    /// Birth date (ISO); with --exam-date gives the age. DICOM: PatientBirthDate.
+    #[arg(long)]
+    birth_date: Option<String>,
+    /// Exam date (ISO). DICOM: StudyDate, else AcquisitionDate.
+    #[arg(long)]
+    exam_date: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -129,7 +135,8 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct SynthArgs {
-    /// Output PNG file.
+    /// Output file: PNG, or DICOM when it ends in `.dcm` (DX, 16 bits allocated,
+    /// `--bits` stored, MONOCHROME2, explicit VR little endian).
     out: PathBuf,
     #[arg(long, default_value_t = 1000)]
     width: u32,
@@ -145,6 +152,15 @@ struct SynthArgs {
     bits: u8,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// DICOM only: PatientSex (M or F).
+    #[arg(long)]
+    dicom_sex: Option<String>,
+    /// DICOM only: PatientBirthDate (YYYYMMDD).
+    #[arg(long)]
+    dicom_birth_date: Option<String>,
+    /// DICOM only: StudyDate (YYYYMMDD).
+    #[arg(long)]
+    dicom_study_date: Option<String>,
 }
 
 fn load_model(args: &ModelArgs) -> Result<TractModel> {
@@ -162,10 +178,9 @@ fn analyzer_and_image(model: &ModelArgs, file: &std::path::Path) -> Result<(Anal
 }
 
 /// Validates command-line fields exactly as the API validates form fields.
-fn request(sex: String, age_months: Option<String>) -> Result<boneage::analysis::AnalysisRequest> {
+fn request(sex: String) -> Result<boneage::analysis::AnalysisRequest> {
     let fields = RawFields {
         sex: Some(sex),
-        chronological_age_months: age_months,
         ..Default::default()
     };
     fields
@@ -179,8 +194,13 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Analyze(args) => {
             let (analyzer, bytes) = analyzer_and_image(&args.model, &args.file)?;
-            let req = request(args.sex, args.age_months)?;
-            match analyzer.analyze(&bytes, &req) {
+            let fields = RawFields {
+                sex: args.sex,
+                chronological_age_months: args.age_months,
+                birth_date: args.birth_date,
+                exam_date: args.exam_date,
+            };
+            match analyzer.analyze_upload(&bytes, fields) {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     Ok(())
@@ -191,7 +211,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Bench(args) => {
             let (analyzer, bytes) = analyzer_and_image(&args.model, &args.image)?;
-            let req = request(args.sex, None)?;
+            let req = request(args.sex)?;
             let r = boneage::bench::run(&analyzer, &bytes, &req, args.runs, args.warmup)
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e))?;
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -206,7 +226,25 @@ fn main() -> Result<()> {
                 seed: args.seed,
                 ..Default::default()
             };
+            let dicom = args.out.extension().is_some_and(|e| e == "dcm");
             let bytes = match args.bits {
+                _ if dicom => {
+                    if !(8..=16).contains(&args.bits) {
+                        bail!("--bits must be 8..=16 for DICOM, not {}", args.bits);
+                    }
+                    let img = boneage::synth::hand_radiograph_16(&p);
+                    let shift = 16 - args.bits as u32;
+                    let px: Vec<u16> = img.as_raw().iter().map(|&v| v >> shift).collect();
+                    let tags = boneage::dicom::DicomTags {
+                        bits_stored: args.bits as u16,
+                        patient_sex: args.dicom_sex,
+                        patient_birth_date: args.dicom_birth_date,
+                        study_date: args.dicom_study_date,
+                        ..Default::default()
+                    };
+                    boneage::dicom::encode_dicom(&px, img.width(), img.height(), &tags)
+                        .map_err(|e| anyhow::anyhow!("writing DICOM: {e}"))?
+                }
                 8 => boneage::synth::png_bytes(boneage::synth::hand_radiograph_8(&p)),
                 16 => boneage::synth::png_bytes(boneage::synth::hand_radiograph_16(&p)),
                 b => bail!("--bits must be 8 or 16, not {b}"),

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::decode::SourceFormat;
+use crate::dicom::DicomHeader;
 use crate::growth::BoneAgeSds;
 use crate::model::StageBasis;
 use crate::scoring::{Bone, Stage};
@@ -31,7 +32,65 @@ pub struct AnalysisReport {
     /// pixels of the uploaded image; empty when the model locates none.
     pub landmarks: Vec<Landmark>,
     pub input: InputInfo,
+    /// Where the patient and exam fields came from, and the DICOM header.
+    pub source: SourceInfo,
     pub timings_ms: Timings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct SourceInfo {
+    /// One entry per field the analysis used (`sex`, `birth_date`, `exam_date`,
+    /// `chronological_age_months`), saying whether the request or the DICOM header
+    /// gave it. A request field wins over the header; `conflict` marks where they differ.
+    pub fields: Vec<FieldSource>,
+    /// The DICOM header fields, for a DICOM upload.
+    pub dicom: Option<DicomHeader>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Request,
+    Dicom,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FieldSource {
+    pub field: &'static str,
+    /// The value used.
+    pub value: String,
+    pub from: Origin,
+    /// The header's value, when the request gave the field and the header has one too.
+    pub dicom_value: Option<String>,
+    /// The request and the header disagree (the request's value was used).
+    pub conflict: bool,
+}
+
+impl FieldSource {
+    pub fn request(
+        field: &'static str,
+        value: &str,
+        dicom_value: Option<String>,
+        conflict: bool,
+    ) -> Self {
+        FieldSource {
+            field,
+            value: value.to_string(),
+            from: Origin::Request,
+            dicom_value,
+            conflict,
+        }
+    }
+
+    pub fn dicom(field: &'static str, value: &str) -> Self {
+        FieldSource {
+            field,
+            value: value.to_string(),
+            from: Origin::Dicom,
+            dicom_value: None,
+            conflict: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

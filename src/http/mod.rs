@@ -135,17 +135,18 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
 /// Analyse a radiograph.
 ///
 /// `multipart/form-data` with an `image` file part and text fields, or a raw
-/// `image/png` / `image/jpeg` body with the fields as query parameters.
+/// `application/dicom`, `image/png`, `image/jpeg` or `image/tiff` body with the
+/// fields as query parameters. A DICOM header fills the fields the request leaves out.
 #[utoipa::path(
     post,
     path = "/v1/analyses",
     params(
-        ("sex" = Option<String>, Query, description = "male or female (required here or as a form field)"),
+        ("sex" = Option<String>, Query, description = "male or female (required here, as a form field, or in the DICOM header)"),
         ("chronological_age_months" = Option<f64>, Query, description = "chronological age in months"),
         ("birth_date" = Option<String>, Query, description = "ISO date; needs exam_date"),
         ("exam_date" = Option<String>, Query, description = "ISO date; needs birth_date"),
     ),
-    request_body(content_type = "multipart/form-data", description = "the radiograph as an `image` part with the fields as form parts; or a raw image/png or image/jpeg body with the fields as query parameters"),
+    request_body(content_type = "multipart/form-data", description = "the radiograph as an `image` part with the fields as form parts; or a raw application/dicom, image/png, image/jpeg or image/tiff body with the fields as query parameters"),
     responses(
         (status = 200, description = "analysis", body = AnalysisReport),
         (status = 400, description = "missing_image, missing_field, invalid_field", body = Problem, content_type = "application/problem+json"),
@@ -179,7 +180,10 @@ async fn create_analysis(
         .to_ascii_lowercase();
     let image: Bytes = if ctype.starts_with("multipart/form-data") {
         read_multipart(&state, req, &mut fields).await?
-    } else if ctype.starts_with("image/") || ctype.starts_with("application/octet-stream") {
+    } else if ctype.starts_with("image/")
+        || ctype.starts_with("application/dicom")
+        || ctype.starts_with("application/octet-stream")
+    {
         let body = Bytes::from_request(req, &state)
             .await
             .map_err(|e| body_problem(e.status(), e.body_text()))?;
@@ -195,24 +199,28 @@ async fn create_analysis(
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_format",
-            "missing Content-Type: send multipart/form-data with an `image` part, or image/png or image/jpeg",
+            "missing Content-Type: send multipart/form-data with an `image` part, or application/dicom, image/png, image/jpeg or image/tiff",
         ));
     } else {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_format",
             format!(
-                "Content-Type {:?} is not accepted: send multipart/form-data, image/png or image/jpeg",
+                "Content-Type {:?} is not accepted: send multipart/form-data, application/dicom, image/png, image/jpeg or image/tiff",
                 ctype.chars().take(80).collect::<String>()
             ),
         ));
     };
-    let request = fields.into_request()?;
+    // Fields are checked now; the ones a DICOM header can supply may still be missing.
+    fields.precheck()?;
+    if !crate::dicom::is_dicom(&image) && fields.sex.is_none() {
+        fields.clone().into_request()?;
+    }
 
     let analyzer = Arc::clone(&state.analyzer);
     let rx = state
         .pool
-        .try_run(move || analyzer.analyze(&image, &request))
+        .try_run(move || analyzer.analyze_upload(&image, fields))
         .map_err(|_| {
             tracing::warn!("queue full, shedding request");
             Problem::overloaded()
