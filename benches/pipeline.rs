@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| model.infer(tensor.clone(), Sex::Male).expect("infer"))
     });
     c.bench_function("scoring", |b| {
-        b.iter(|| build_report(&out, &req, model.info(), input.clone()))
+        b.iter(|| build_report(&out, &req, model.info(), input.clone(), None))
     });
     c.bench_function("analysis/png8_1000x1300", |b| {
         b.iter(|| analyzer.analyze(&png8, &req).expect("analyze"))

@@ -512,6 +512,81 @@ def joint_metrics(pred, target, sizes):
     return out
 
 
+def procrustes(z, t):
+    """Best similarity fit of centred unit-size shape z (complex, one per joint) onto
+    template t, with or without a reflection: (residual share of t's size, reflected,
+    complex scale-rotation). residual = |t - a z|^2 with |t| = 1."""
+    best = None
+    for refl in (False, True):
+        zz = np.conj(z) if refl else z
+        a = np.vdot(zz, t) / np.vdot(zz, zz)
+        r = float(np.linalg.norm(t - a * zz) ** 2)
+        if best is None or r < best[0]:
+            best = (r, refl, a)
+    return best
+
+
+def unit_shape(pts, size):
+    """Joint centres (fractions) -> centred, unit-size complex shape in image pixels."""
+    p = np.asarray(pts, dtype=np.float64) * np.asarray(size, dtype=np.float64)
+    z = p[:, 0] + 1j * p[:, 1]
+    z = z - z.mean()
+    return z / max(np.linalg.norm(z), 1e-12)
+
+
+def joint_template(rois):
+    """Mean hand shape of the expert annotations of the rois "train" split, by
+    generalised Procrustes analysis in each radiograph's own pixel geometry: the
+    reference the service's quality control fits the located joints to."""
+    shapes = [unit_shape(p, size) for split, p, size in rois.values() if split == "train"]
+    mean = shapes[0]
+    for _ in range(10):
+        aligned = []
+        for z in shapes:
+            _, refl, a = procrustes(z, mean)
+            aligned.append(a * (np.conj(z) if refl else z))
+        m = np.mean(aligned, axis=0)
+        m = m - m.mean()
+        m = m / np.linalg.norm(m)
+        _, refl, a = procrustes(m, mean)  # keep the first shape's orientation
+        m = a * (np.conj(m) if refl else m)
+        mean = m / np.linalg.norm(m)
+    return mean
+
+
+QC_FACTOR = 1.25
+
+
+def quality_calibration(net, rois, shift, manifest, train_rows, size, device):
+    """Thresholds of the service's quality control, measured on real radiographs as
+    the service receives them, none of them from the validation split (which then
+    measures the false rejections honestly): the training-split images of
+    `manifest` (e.g. half512, at their own resolution and aspect, resized to the
+    input with the service's antialiased filter) and every 5th training image of the
+    training manifest (e.g. sq100). Measured: the shape residual of the located joints
+    against the template (in each image's own pixel geometry) and the model's
+    calibrated SD. Each threshold is QC_FACTOR x the 99.5th percentile."""
+    rows = [r for r in read_manifest(Path(manifest)) if not is_validation(r["id"])]
+    rows += list(train_rows)[::5]
+    t = joint_template(rois)
+    x = torch.from_numpy(load_images(rows, size)).unsqueeze(1)
+    sizes = [Image.open(r["image"]).size for r in rows]
+    sex = torch.tensor([[float(r["male"])] for r in rows])
+    _, lv, _, pts = evaluate(net, x, sex, device)
+    sd = (lv + shift).mul(0.5).exp().numpy()
+    resid = np.array([procrustes(unit_shape(p.numpy(), s), t)[0] for p, s in zip(pts, sizes)])
+    q = lambda v, k: float(np.quantile(v, k))  # noqa: E731
+    return dict(
+        n=len(rows),
+        manifest=str(manifest),
+        template=[[float(v.real), float(v.imag)] for v in t],
+        max_shape_residual=QC_FACTOR * q(resid, 0.995),
+        max_sd_months=QC_FACTOR * q(sd, 0.995),
+        shape_residual_quantiles={k: q(resid, k) for k in (0.5, 0.9, 0.99, 0.995, 1.0)},
+        sd_quantiles={k: q(sd, k) for k in (0.5, 0.9, 0.99, 0.995, 1.0)},
+    )
+
+
 def stage_agreement(logits, target):
     """Per bone: how often the predicted stage equals (and is within one of) the stage
     typical for the reader's bone age (rows with no target are skipped)."""
@@ -559,6 +634,11 @@ def main():
     )
     ap.add_argument("--rois", default=str(shared / "rois.csv"), help="joint boxes (Koitka 2018 layout); '' for none")
     ap.add_argument("--stage-labels", default="", help="optional CSV id,bone,stage of expert TW stages")
+    ap.add_argument(
+        "--qc-manifest",
+        default=str(shared / "half512/labels.csv"),
+        help="radiographs at their own resolution that set the quality-control thresholds",
+    )
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--run-dir", default=str(ROOT / "scripts/runs/default"))
     ap.add_argument("--init-from", default="", help="start from the weights of another run's checkpoint (stage 2)")
@@ -755,6 +835,9 @@ def main():
     met["stage_agreement_with_typical"] = stage_agreement(logits, stage_va)
     if use_joints and xloc is not None:
         met["joints"] = joint_metrics(evaluate(net, xloc, sloc, device)[3], ploc, size_loc)
+    if use_joints and Path(args.qc_manifest).exists():
+        primary = train_rows[: len(train_rows) - len(extra_rows)]
+        met["quality"] = quality_calibration(net, rois, shift, args.qc_manifest, primary, args.size, device)
     print("validation:", json.dumps(met, indent=1), flush=True)
     (run / "validation.json").write_text(json.dumps(met, indent=1))
     export(net.cpu().eval(), shift, args, met, net.stage_basis(supervised))
@@ -804,6 +887,11 @@ def export(net, shift, args, met, stage_basis):
         meta["boneage.joint_region_px"] = str(REGION_PX)
         if "joints" in met:
             meta["boneage.joint_error_px100"] = f"{met['joints']['mean_px100']:.2f}"
+        if "quality" in met:
+            qc = met["quality"]
+            meta["boneage.joint_template"] = ";".join(f"{x:.5f},{y:.5f}" for x, y in qc["template"])
+            meta["boneage.qc_max_shape_residual"] = f"{qc['max_shape_residual']:.4f}"
+            meta["boneage.qc_max_sd_months"] = f"{qc['max_sd_months']:.2f}"
     del m.metadata_props[:]
     for k, v in meta.items():
         e = m.metadata_props.add()

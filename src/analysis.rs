@@ -13,9 +13,10 @@ use crate::error::AnalysisError;
 use crate::growth;
 use crate::model::{Backend, ModelInfo, ModelOutput, StageBasis};
 use crate::preprocess;
+use crate::quality::{self, Corrections, ShapeFit};
 use crate::report::{
-    AnalysisReport, BoneAge, FieldSource, InputInfo, Joint, Landmark, ModelRef, Point, SdsDetail,
-    SourceInfo, Timings, Tw3,
+    AnalysisReport, BoneAge, FieldSource, InputInfo, Joint, Landmark, ModelRef, Point, Quality,
+    SdsDetail, ShapeCheck, SourceInfo, Timings, Tw3,
 };
 use crate::scoring::{self, Bone};
 use crate::Sex;
@@ -172,6 +173,9 @@ impl RawFields {
             let birth = pick("birth_date", self.birth_date, h_birth);
             let exam = pick("exam_date", self.exam_date, h_exam);
             match (birth, exam) {
+                // Dates that both come from the header and make no sense (exam
+                // before birth, beyond the references) give no age rather than an error.
+                (Some((b, true)), Some((e, true))) => age_from_dates(&b, &e).ok(),
                 (Some((b, _)), Some((e, _))) => Some(age_from_dates(&b, &e)?),
                 (Some((_, false)), None) => {
                     return Err(AnalysisError::invalid(
@@ -256,11 +260,24 @@ pub fn age_from_dates(birth: &str, exam: &str) -> Result<f64, AnalysisError> {
 pub struct Analyzer {
     model: Arc<dyn Backend>,
     limits: DecodeLimits,
+    quality_control: bool,
 }
 
 impl Analyzer {
     pub fn new(model: Arc<dyn Backend>, limits: DecodeLimits) -> Self {
-        Analyzer { model, limits }
+        Analyzer {
+            model,
+            limits,
+            quality_control: true,
+        }
+    }
+
+    /// The model alone, one pass on the image as given: no shape check, no
+    /// corrections, no `not_a_hand` (exposure is still checked). For measuring the
+    /// model as the training script does (`boneage eval --no-quality-control`).
+    pub fn without_quality_control(mut self) -> Self {
+        self.quality_control = false;
+        self
     }
 
     pub fn model(&self) -> &dyn Backend {
@@ -317,10 +334,8 @@ impl Analyzer {
         // Identifies the upload (history, re-scoring); counted with decoding.
         let sha256 = hex::encode(Sha256::digest(bytes));
         let t1 = Instant::now();
-        let tensor = preprocess::preprocess(&img, self.model.preprocess_spec())?;
-        let t2 = Instant::now();
-        let out = self.model.infer(tensor, req.sex)?;
-        let t3 = Instant::now();
+        let exposure = quality::exposure(&img);
+        quality::check_exposure(&exposure)?;
         let input = InputInfo {
             format: img.format,
             width: img.width,
@@ -328,19 +343,159 @@ impl Analyzer {
             bit_depth: img.bit_depth,
             sha256,
         };
-        let mut report = build_report(&out, req, self.model.info(), input);
+        let mut t_pre = 0.0;
+        let mut t_inf = 0.0;
+        let mut timed = |im: &GreyImage| -> Result<ModelOutput, AnalysisError> {
+            let a = Instant::now();
+            let tensor = preprocess::preprocess(im, self.model.preprocess_spec())?;
+            let b = Instant::now();
+            let out = self.model.infer(tensor, req.sex)?;
+            t_pre += (b - a).as_secs_f64() * 1000.0;
+            t_inf += b.elapsed().as_secs_f64() * 1000.0;
+            Ok(out)
+        };
+        let info = self.model.info();
+        let calibration = info.quality.as_ref().filter(|_| self.quality_control);
+        let (out, qc) = match calibration {
+            None => (timed(&img)?, None),
+            Some(th) => {
+                let (out, q) = quality_passes(img, th, &mut timed)?;
+                (out, Some((q, th)))
+            }
+        };
+        let t3 = Instant::now();
+        let geometry = qc.as_ref().map(|(q, _)| quality::Geometry {
+            width: input.width as f64,
+            height: input.height as f64,
+            corrections: q.corrections,
+        });
+        let mut report = build_report(&out, req, info, input, geometry.as_ref());
         report.source = source;
+        report.quality = Quality {
+            decision: "accepted",
+            exposure,
+            shape: qc.as_ref().map(|(q, th)| ShapeCheck {
+                residual: round4(q.fit.residual),
+                max_residual: th.max_shape_residual,
+                sd_months: report.bone_age.sd_months,
+                max_sd_months: th.max_sd_months,
+            }),
+            corrections: qc.as_ref().map(|(q, _)| q.corrections).unwrap_or_default(),
+            passes: qc.as_ref().map_or(1, |(q, _)| q.passes),
+            laterality: qc.as_ref().map(|(q, _)| {
+                if q.corrections.mirrored {
+                    "right"
+                } else {
+                    "left"
+                }
+            }),
+        };
         let t4 = Instant::now();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
         report.timings_ms = Timings {
             decode: ms(t0, t1),
-            preprocess: ms(t1, t2),
-            inference: ms(t2, t3),
+            preprocess: t_pre,
+            inference: t_inf,
             scoring: ms(t3, t4),
             total: ms(t0, Instant::now()),
         };
         Ok(report)
     }
+}
+
+/// The outcome of quality control: the fit of the final pass and what was corrected.
+struct QcOutcome {
+    fit: ShapeFit,
+    corrections: Corrections,
+    passes: u8,
+}
+
+/// Runs the model on the image, then as often as needed (at most four passes) on
+/// its corrected versions: inverted when that fits a hand better, mirrored for a
+/// right hand, turned upright beyond the rotation the model tolerates. Refuses
+/// with `not_a_hand` when the final pass does not show a hand.
+fn quality_passes(
+    img: GreyImage,
+    th: &quality::Thresholds,
+    infer: &mut dyn FnMut(&GreyImage) -> Result<ModelOutput, AnalysisError>,
+) -> Result<(ModelOutput, QcOutcome), AnalysisError> {
+    let fit_of = |out: &ModelOutput, im: &GreyImage| -> ShapeFit {
+        let pts: Vec<(f64, f64)> = out
+            .joint_points
+            .iter()
+            .map(|p| {
+                (
+                    p[0] as f64 * im.width as f64,
+                    p[1] as f64 * im.height as f64,
+                )
+            })
+            .collect();
+        quality::fit_shape(&pts, &th.template).unwrap_or(ShapeFit {
+            residual: 1.0,
+            reflected: false,
+            rotation_deg: 0.0,
+        })
+    };
+    let sd = |out: &ModelOutput| (0.5 * out.bone_age_log_var as f64).exp();
+    let mut passes = 0u8;
+    let mut infer = |im: &GreyImage| {
+        passes += 1;
+        infer(im)
+    };
+    let mut work = img;
+    let mut out = infer(&work)?;
+    let mut fit = fit_of(&out, &work);
+    let mut corrections = Corrections::default();
+    if th.score(&fit, sd(&out)) > quality::RETRY_INVERTED_SCORE {
+        let inv = quality::invert(&work);
+        let out2 = infer(&inv)?;
+        let fit2 = fit_of(&out2, &inv);
+        if th.score(&fit2, sd(&out2)) < th.score(&fit, sd(&out)) {
+            (work, out, fit) = (inv, out2, fit2);
+            corrections.inverted = true;
+        }
+    }
+    // Orientation is read only from a fit that is hand-shaped.
+    if fit.residual <= th.max_shape_residual {
+        if fit.reflected {
+            work = quality::mirror(&work);
+            out = infer(&work)?;
+            fit = fit_of(&out, &work);
+            corrections.mirrored = true;
+        }
+        if fit.rotation_deg.abs() > quality::ROTATION_CORRECTION_DEG && !fit.reflected {
+            let deg = fit.rotation_deg;
+            let turned = quality::rotate(&work, deg);
+            let out2 = infer(&turned)?;
+            let fit2 = fit_of(&out2, &turned);
+            if th.score(&fit2, sd(&out2)) <= th.score(&fit, sd(&out))
+                || fit2.residual <= fit.residual
+            {
+                (out, fit) = (out2, fit2);
+                corrections.rotation_deg = round2(deg);
+            }
+        }
+    }
+    if !th.accepts(&fit, sd(&out)) {
+        return Err(AnalysisError::NotAHand(format!(
+            "no hand radiograph the model can read was found: the located joints do not form \
+             a hand (shape residual {:.3}, limit {:.3}) or the model is too unsure (SD {:.1} \
+             months, limit {:.1}). Send a PA radiograph of one hand, not another body part, \
+             both hands or a photograph.",
+            fit.residual,
+            th.max_shape_residual,
+            sd(&out),
+            th.max_sd_months
+        )));
+    }
+    Ok((
+        out,
+        QcOutcome {
+            fit,
+            corrections,
+            passes,
+        },
+    ))
 }
 
 /// Scoring and report assembly from raw model outputs (pure; no I/O). Timings
@@ -350,12 +505,22 @@ pub fn build_report(
     req: &AnalysisRequest,
     model: &ModelInfo,
     input: InputInfo,
+    geometry: Option<&quality::Geometry>,
 ) -> AnalysisReport {
     // Joint centres come as fractions of the model input; the input is the whole
-    // upload squashed, so the same fractions of the upload's width and height.
-    let to_px = |p: [f32; 2]| Point {
-        x: round1(p[0].clamp(0.0, 1.0) as f64 * input.width as f64),
-        y: round1(p[1].clamp(0.0, 1.0) as f64 * input.height as f64),
+    // working image squashed, so the same fractions of its width and height, then
+    // back through the corrections (mirror, rotation) to the upload's pixels.
+    let (w, h) = (input.width as f64, input.height as f64);
+    let to_px = |p: [f32; 2]| {
+        let (x, y) = (
+            p[0].clamp(0.0, 1.0) as f64 * w,
+            p[1].clamp(0.0, 1.0) as f64 * h,
+        );
+        let (x, y) = geometry.map_or((x, y), |g| g.to_upload(x, y));
+        Point {
+            x: round1(x.clamp(0.0, w)),
+            y: round1(y.clamp(0.0, h)),
+        }
     };
     let landmarks: Vec<Landmark> = model
         .joints
@@ -466,6 +631,7 @@ pub fn build_report(
         landmarks,
         input,
         source: SourceInfo::default(),
+        quality: Quality::default(),
         timings_ms: Timings::default(),
     }
 }
@@ -646,6 +812,7 @@ mod tests {
                 j
             },
             joint_region_px: Some(15),
+            quality: None,
             source: "test".into(),
             metadata: Default::default(),
         };
@@ -656,7 +823,7 @@ mod tests {
             bit_depth: 8,
             sha256: String::new(),
         };
-        let r = build_report(&out, &req, &info, input);
+        let r = build_report(&out, &req, &info, input, None);
         assert_eq!(r.model.name, "m");
         assert_eq!(r.joints[0].stage_basis, StageBasis::JointRegion);
         assert_eq!(r.joints[1].stage_basis, StageBasis::TypicalForBoneAge);

@@ -19,6 +19,12 @@ pub enum AnalysisError {
     InvalidField { field: &'static str, reason: String },
     #[error("{0}")]
     MissingField(String),
+    /// Quality control: the image does not show a hand the model can read.
+    #[error("{0}")]
+    NotAHand(String),
+    /// Quality control: blank, unexposed or flat image.
+    #[error("{0}")]
+    PoorExposure(String),
     #[error("inference failed: {0}")]
     Inference(String),
 }
@@ -33,6 +39,8 @@ impl AnalysisError {
             AnalysisError::ImageTooSmall(_) => "resolution_too_low",
             AnalysisError::InvalidField { .. } => "invalid_field",
             AnalysisError::MissingField(_) => "missing_field",
+            AnalysisError::NotAHand(_) => "not_a_hand",
+            AnalysisError::PoorExposure(_) => "poor_exposure",
             AnalysisError::Inference(_) => "inference_failed",
         }
     }
@@ -44,6 +52,7 @@ impl AnalysisError {
             AnalysisError::CorruptImage(_) => 422,
             AnalysisError::ImageTooLarge(_) => 413,
             AnalysisError::ImageTooSmall(_) => 422,
+            AnalysisError::NotAHand(_) | AnalysisError::PoorExposure(_) => 422,
             AnalysisError::InvalidField { .. } | AnalysisError::MissingField(_) => 400,
             AnalysisError::Inference(_) => 500,
         }

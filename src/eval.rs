@@ -190,6 +190,8 @@ pub struct Summary {
     pub images: usize,
     pub analysed: usize,
     pub rejected: usize,
+    /// Rejections by error code (e.g. `not_a_hand`).
+    pub rejections: std::collections::BTreeMap<String, usize>,
     pub overall: Stats,
     /// By the reference bone age: 0–5, 5–10, 10–15, 15–19 years.
     pub by_age_band: Vec<(String, Stats)>,
@@ -225,10 +227,15 @@ pub fn summarize(preds: &[Prediction]) -> Summary {
             )
         })
         .collect();
+    let mut rejections = std::collections::BTreeMap::new();
+    for p in preds.iter().filter(|p| !p.error.is_empty()) {
+        *rejections.entry(p.error.clone()).or_insert(0) += 1;
+    }
     Summary {
         images: preds.len(),
         analysed,
         rejected: preds.len() - analysed,
+        rejections,
         overall: stats(preds.iter()),
         by_age_band,
         by_sex,

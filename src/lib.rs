@@ -17,6 +17,7 @@ pub mod http;
 pub mod model;
 pub mod pool;
 pub mod preprocess;
+pub mod quality;
 pub mod report;
 pub mod scoring;
 pub mod synth;

@@ -114,6 +114,10 @@ struct EvalArgs {
     /// Only the boxes of this `split` of the rois file (e.g. `eval`, held out from training).
     #[arg(long, requires = "rois")]
     rois_split: Option<String>,
+    /// The model alone, as the training script evaluates it: no quality control and
+    /// no corrections (every image gets a number).
+    #[arg(long)]
+    no_quality_control: bool,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -304,7 +308,10 @@ fn serve(args: ServeArgs) -> Result<()> {
 fn eval(args: EvalArgs) -> Result<()> {
     use boneage::eval;
     let model = load_model(&args.model)?;
-    let analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
+    let mut analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
+    if args.no_quality_control {
+        analyzer = analyzer.without_quality_control();
+    }
     let mut rows = eval::read_manifest(&args.manifest, args.images.as_deref())?;
     if args.validation_split {
         rows.retain(|r| eval::is_validation_id(&r.id));

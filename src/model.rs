@@ -118,6 +118,9 @@ pub struct ModelInfo {
     pub bone_joint: [Option<usize>; 13],
     /// Receptive field (input pixels) of the regional stage features, when declared.
     pub joint_region_px: Option<u32>,
+    /// Quality-control calibration (`boneage.joint_template`, `boneage.qc_*`), for a
+    /// model that locates joints and declares it.
+    pub quality: Option<crate::quality::Thresholds>,
     /// Where it was loaded from: a path, or `embedded:models/boneage-default.onnx`.
     pub source: String,
     /// All `metadata_props` of the file.
@@ -495,6 +498,7 @@ pub fn validate_contract(
             }
         },
     };
+    let quality = parse_quality(meta, joints.len(), &mut problems);
     if !problems.is_empty() {
         return Err(ModelError::Contract {
             origin: origin.into(),
@@ -527,10 +531,63 @@ pub fn validate_contract(
         joints,
         bone_joint,
         joint_region_px,
+        quality,
         source: origin.to_string(),
         metadata: meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
     Ok((info, spec))
+}
+
+/// `boneage.joint_template` (`x,y;x,y;...`, one pair per joint) with
+/// `boneage.qc_max_shape_residual` and `boneage.qc_max_sd_months`: all or none.
+fn parse_quality(
+    meta: &HashMap<String, String>,
+    joints: usize,
+    problems: &mut Vec<String>,
+) -> Option<crate::quality::Thresholds> {
+    let keys = [
+        "boneage.joint_template",
+        "boneage.qc_max_shape_residual",
+        "boneage.qc_max_sd_months",
+    ];
+    let vals: Vec<Option<&str>> = keys
+        .iter()
+        .map(|k| meta.get(*k).map(|v| v.trim()).filter(|v| !v.is_empty()))
+        .collect();
+    if vals.iter().all(Option::is_none) {
+        return None;
+    }
+    let (Some(t), Some(r), Some(s)) = (vals[0], vals[1], vals[2]) else {
+        problems.push(format!("quality control needs all of {}", keys.join(", ")));
+        return None;
+    };
+    let template: Option<Vec<(f64, f64)>> = t
+        .split(';')
+        .map(|pair| {
+            let (x, y) = pair.split_once(',')?;
+            let (x, y) = (x.trim().parse::<f64>().ok()?, y.trim().parse::<f64>().ok()?);
+            (x.is_finite() && y.is_finite()).then_some((x, y))
+        })
+        .collect();
+    let positive = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite() && *x > 0.0);
+    match (template, positive(r), positive(s)) {
+        (Some(template), Some(max_shape_residual), Some(max_sd_months))
+            if template.len() == joints && joints >= 3 =>
+        {
+            Some(crate::quality::Thresholds {
+                template,
+                max_shape_residual,
+                max_sd_months,
+            })
+        }
+        _ => {
+            problems.push(format!(
+                "quality control metadata is malformed: `boneage.joint_template` needs one \
+                 `x,y` pair per joint ({joints}) and the thresholds must be positive numbers"
+            ));
+            None
+        }
+    }
 }
 
 /// One basis for all bones, or 13 in bone order.

@@ -8,6 +8,7 @@ use crate::decode::SourceFormat;
 use crate::dicom::DicomHeader;
 use crate::growth::BoneAgeSds;
 use crate::model::StageBasis;
+use crate::quality::{Corrections, Exposure};
 use crate::scoring::{Bone, Stage};
 use crate::Sex;
 
@@ -34,7 +35,50 @@ pub struct AnalysisReport {
     pub input: InputInfo,
     /// Where the patient and exam fields came from, and the DICOM header.
     pub source: SourceInfo,
+    /// The quality control behind this result: its scores, and what was corrected.
+    pub quality: Quality,
     pub timings_ms: Timings,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Quality {
+    /// `accepted` (a refused image gets a 422 `not_a_hand` / `poor_exposure` instead).
+    pub decision: &'static str,
+    pub exposure: Exposure,
+    /// The hand-shape check, when the model locates joints and is calibrated for it.
+    pub shape: Option<ShapeCheck>,
+    pub corrections: Corrections,
+    /// Model passes it took (1 for an upright left hand; each correction adds one).
+    pub passes: u8,
+    /// `left`, or `right` when the image showed a right hand (mirrored for analysis).
+    pub laterality: Option<&'static str>,
+}
+
+impl Default for Quality {
+    fn default() -> Self {
+        Quality {
+            decision: "accepted",
+            exposure: Exposure {
+                p01: 0.0,
+                p99: 0.0,
+                mean: 0.0,
+            },
+            shape: None,
+            corrections: Corrections::default(),
+            passes: 1,
+            laterality: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShapeCheck {
+    /// Share of the template hand shape the located joints leave unexplained (0 = perfect).
+    pub residual: f64,
+    /// Refused above this (the model's calibration on real radiographs).
+    pub max_residual: f64,
+    pub sd_months: f64,
+    pub max_sd_months: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]

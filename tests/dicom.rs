@@ -417,3 +417,50 @@ async fn dicom_over_http_raw_and_multipart() {
     assert_eq!(r.status(), 413);
     srv.stop().await;
 }
+
+/// The DICOM test corpus of pydicom (PyPI `pydicom`, MIT licence; `.ci/run` unpacks
+/// its wheel into `target/pydicom-test-files`): CT, MR, RT dose, colour secondary
+/// captures, truncated and malformed files. Not one may crash the decoder or come
+/// back as a server error; each gets a result or a 4xx code.
+#[test]
+fn pydicom_corpus_never_crashes() {
+    let dir = std::env::var_os("BONEAGE_PYDICOM_FILES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pydicom-test-files")
+        });
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is required on CI (.ci/run unpacks it)",
+            dir.display()
+        );
+        eprintln!("SKIPPED: no pydicom test files at {}", dir.display());
+        return;
+    };
+    let a = analyzer();
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 50, "{} files", files.len());
+    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let outcome = match a.analyze_upload(&bytes, fields(Some("female"))) {
+            Ok(_) => "analysed".to_string(),
+            Err(e) => {
+                assert!(
+                    (400..500).contains(&e.status()),
+                    "{}: {} {e}",
+                    f.display(),
+                    e.code()
+                );
+                e.code().to_string()
+            }
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    eprintln!("pydicom corpus ({} files): {outcomes:?}", files.len());
+}

@@ -419,8 +419,14 @@ impl Backend for SlowBackend {
 
 fn slow_backend(ms: u64) -> Arc<dyn Backend> {
     let real = default_model();
+    // A backend that locates no joints, so it has no shape-based quality control.
+    let mut info = real.info().clone();
+    info.quality = None;
+    info.joints.clear();
+    info.bone_joint = [None; 13];
+    info.stage_basis = vec![boneage::model::StageBasis::TypicalForBoneAge; 13];
     Arc::new(SlowBackend {
-        info: real.info().clone(),
+        info,
         spec: real.preprocess_spec().clone(),
         delay: Duration::from_millis(ms),
     })

@@ -11,10 +11,16 @@ use boneage::http::{AppState, ServerOptions};
 use boneage::model::{Backend, TractModel};
 use boneage::synth::{self, HandParams};
 
-/// The embedded default model, loaded once per test binary.
+/// The embedded default model, loaded once per test binary (`BONEAGE_TEST_MODEL`
+/// names another ONNX file to run the suite against a candidate).
 pub fn default_model() -> Arc<dyn Backend> {
     static M: OnceLock<Arc<TractModel>> = OnceLock::new();
-    let m = M.get_or_init(|| Arc::new(TractModel::embedded().expect("embedded model loads")));
+    let m = M.get_or_init(|| {
+        Arc::new(match std::env::var_os("BONEAGE_TEST_MODEL") {
+            Some(p) => TractModel::load(std::path::Path::new(&p)).expect("candidate model loads"),
+            None => TractModel::embedded().expect("embedded model loads"),
+        })
+    });
     Arc::clone(m) as Arc<dyn Backend>
 }
 

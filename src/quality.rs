@@ -1,0 +1,370 @@
+//! Quality control and geometry: is this a hand radiograph the model can read, and
+//! which way up, which side and which polarity is it?
+//!
+//! Two measurements decide, both calibrated per model on real radiographs at their
+//! own resolution (`scripts/train.py`, written into the model's metadata):
+//! - the **shape residual**: the located joints, in the upload's pixel geometry, are
+//!   fitted by a similarity transform (optionally with a reflection) onto the mean
+//!   hand shape of expert annotations (`boneage.joint_template`); the residual is the
+//!   share of the template's size the fit leaves unexplained (0 = a perfect hand
+//!   shape, about 0.9 for points without structure);
+//! - the model's **SD**: its uncertainty, which grows on images unlike its training data.
+//!
+//! The same fit gives the corrections: a reflected fit is a right hand (mirrored to
+//! the left-hand convention), its angle the rotation of the hand (undone beyond
+//! [`ROTATION_CORRECTION_DEG`]); a poor fit that the inverted image fits better is an
+//! inverted grey scale.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::decode::GreyImage;
+use crate::error::AnalysisError;
+
+/// Rotations the model tolerates itself (it was trained with ±20°); beyond this the
+/// image is turned upright before the final inference.
+pub const ROTATION_CORRECTION_DEG: f64 = 20.0;
+/// Below this spread of grey levels (1st to 99th percentile, on a 0–1 scale) the
+/// image is blank or flat.
+pub const MIN_DYNAMIC_RANGE: f64 = 0.04;
+/// A first pass scoring above this (see [`Thresholds::score`]) is retried with the
+/// grey scale inverted, and the better of the two kept.
+pub const RETRY_INVERTED_SCORE: f64 = 0.7;
+
+/// The model's quality-control calibration (from its metadata).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Thresholds {
+    /// Template joint positions (centred, unit size), in the model's joint order.
+    #[serde(skip)]
+    pub template: Vec<(f64, f64)>,
+    pub max_shape_residual: f64,
+    pub max_sd_months: f64,
+}
+
+impl Thresholds {
+    /// 0 for a perfect fit with no uncertainty; each term is 1 at its threshold.
+    pub fn score(&self, fit: &ShapeFit, sd_months: f64) -> f64 {
+        fit.residual / self.max_shape_residual + sd_months / self.max_sd_months
+    }
+
+    pub fn accepts(&self, fit: &ShapeFit, sd_months: f64) -> bool {
+        fit.residual <= self.max_shape_residual && sd_months <= self.max_sd_months
+    }
+}
+
+/// Result of fitting located joints to the template.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct ShapeFit {
+    pub residual: f64,
+    /// The best fit needs a reflection: the image shows a right hand (or a mirrored left).
+    pub reflected: bool,
+    /// Rotation (degrees, clockwise on screen) that brings the hand upright.
+    pub rotation_deg: f64,
+}
+
+/// Similarity (Procrustes) fit of `points` (pixels) onto the template.
+pub fn fit_shape(points: &[(f64, f64)], template: &[(f64, f64)]) -> Option<ShapeFit> {
+    if points.len() != template.len() || points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+    let mut z: Vec<(f64, f64)> = points.iter().map(|p| (p.0 - mx, p.1 - my)).collect();
+    let norm = z.iter().map(|p| p.0 * p.0 + p.1 * p.1).sum::<f64>().sqrt();
+    if !(norm.is_finite() && norm > 1e-9) {
+        return Some(ShapeFit {
+            residual: 1.0,
+            reflected: false,
+            rotation_deg: 0.0,
+        });
+    }
+    for p in &mut z {
+        p.0 /= norm;
+        p.1 /= norm;
+    }
+    let tn: f64 = template.iter().map(|t| t.0 * t.0 + t.1 * t.1).sum();
+    let mut best: Option<ShapeFit> = None;
+    for reflected in [false, true] {
+        // a = <z, t> / <z, z> over complex numbers (z conjugated when reflected);
+        // <z, z> = 1.
+        let (mut ar, mut ai) = (0.0, 0.0);
+        for (p, t) in z.iter().zip(template) {
+            let (zr, zi) = if reflected { (p.0, -p.1) } else { (p.0, p.1) };
+            // conj(z) * t
+            ar += zr * t.0 + zi * t.1;
+            ai += zr * t.1 - zi * t.0;
+        }
+        // |t - a z|^2 = |t|^2 - |a|^2 (z unit, a the least-squares optimum), over |t|^2
+        let residual = ((tn - (ar * ar + ai * ai)) / tn).clamp(0.0, 1.0);
+        let fit = ShapeFit {
+            residual,
+            reflected,
+            rotation_deg: ai.atan2(ar).to_degrees(),
+        };
+        if best.is_none_or(|b| fit.residual < b.residual) {
+            best = Some(fit);
+        }
+    }
+    best
+}
+
+/// Grey-level spread of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct Exposure {
+    /// 1st and 99th percentiles of the grey levels (0–1).
+    pub p01: f64,
+    pub p99: f64,
+    pub mean: f64,
+}
+
+pub fn exposure(img: &GreyImage) -> Exposure {
+    let mut hist = [0u64; 256];
+    let mut sum = 0.0f64;
+    for &v in &img.pixels {
+        hist[(v.clamp(0.0, 1.0) * 255.0).round() as usize] += 1;
+        sum += v as f64;
+    }
+    let n = img.pixels.len().max(1) as u64;
+    let pct = |q: f64| {
+        let target = (q * n as f64).ceil().max(1.0) as u64;
+        let mut acc = 0;
+        for (i, &c) in hist.iter().enumerate() {
+            acc += c;
+            if acc >= target {
+                return i as f64 / 255.0;
+            }
+        }
+        1.0
+    };
+    Exposure {
+        p01: pct(0.01),
+        p99: pct(0.99),
+        mean: sum / n as f64,
+    }
+}
+
+/// Refuses an image whose grey levels barely vary (blank frame, no exposure).
+pub fn check_exposure(e: &Exposure) -> Result<(), AnalysisError> {
+    if e.p99 - e.p01 < MIN_DYNAMIC_RANGE {
+        return Err(AnalysisError::PoorExposure(format!(
+            "the image is almost uniform (grey levels {:.2}–{:.2}): it looks blank or \
+             unexposed; please send the radiograph itself",
+            e.p01, e.p99
+        )));
+    }
+    Ok(())
+}
+
+/// What was done to the image before the final inference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub struct Corrections {
+    /// The grey scale was inverted (bone was dark).
+    pub inverted: bool,
+    /// Mirrored left–right: the image shows a right hand, analysed as a left one.
+    pub mirrored: bool,
+    /// Rotation applied to bring the hand upright (degrees, clockwise on screen; 0 if none).
+    pub rotation_deg: f64,
+}
+
+/// Maps points of the corrected working image back to the upload's pixels.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    pub width: f64,
+    pub height: f64,
+    pub corrections: Corrections,
+}
+
+impl Geometry {
+    pub fn to_upload(&self, x: f64, y: f64) -> (f64, f64) {
+        let (cx, cy) = (self.width / 2.0, self.height / 2.0);
+        // The working image is the upload mirrored (first), then rotated about the centre.
+        let th = -self.corrections.rotation_deg.to_radians();
+        let (dx, dy) = (x - cx, y - cy);
+        let (rx, ry) = (
+            cx + dx * th.cos() - dy * th.sin(),
+            cy + dx * th.sin() + dy * th.cos(),
+        );
+        let ux = if self.corrections.mirrored {
+            self.width - rx
+        } else {
+            rx
+        };
+        (ux, ry)
+    }
+}
+
+pub fn invert(img: &GreyImage) -> GreyImage {
+    GreyImage {
+        pixels: img.pixels.iter().map(|v| 1.0 - v).collect(),
+        ..img.clone()
+    }
+}
+
+pub fn mirror(img: &GreyImage) -> GreyImage {
+    let w = img.width as usize;
+    let mut pixels = img.pixels.clone();
+    for row in pixels.chunks_exact_mut(w.max(1)) {
+        row.reverse();
+    }
+    GreyImage {
+        pixels,
+        ..img.clone()
+    }
+}
+
+/// Rotates about the centre by `deg` (clockwise on screen), same size, bilinear;
+/// what comes in from outside the frame is black.
+pub fn rotate(img: &GreyImage, deg: f64) -> GreyImage {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
+    let th = deg.to_radians();
+    let (c, s) = (th.cos(), th.sin());
+    let src = &img.pixels;
+    let at = |x: isize, y: isize| -> f32 {
+        if x < 0 || y < 0 || x as usize >= w || y as usize >= h {
+            0.0
+        } else {
+            src[y as usize * w + x as usize]
+        }
+    };
+    let mut out = vec![0f32; w * h];
+    for yo in 0..h {
+        for xo in 0..w {
+            // Inverse map: output point rotated back by -deg.
+            let (dx, dy) = (xo as f64 + 0.5 - cx, yo as f64 + 0.5 - cy);
+            let xs = cx + dx * c + dy * s - 0.5;
+            let ys = cy - dx * s + dy * c - 0.5;
+            let (x0, y0) = (xs.floor(), ys.floor());
+            let (fx, fy) = ((xs - x0) as f32, (ys - y0) as f32);
+            let (x0, y0) = (x0 as isize, y0 as isize);
+            let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                + at(x0 + 1, y0) * fx * (1.0 - fy)
+                + at(x0, y0 + 1) * (1.0 - fx) * fy
+                + at(x0 + 1, y0 + 1) * fx * fy;
+            out[yo * w + xo] = v;
+        }
+    }
+    GreyImage {
+        pixels: out,
+        ..img.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template() -> Vec<(f64, f64)> {
+        let pts = [
+            (0.0, -1.0),
+            (0.5, -0.6),
+            (1.0, 0.2),
+            (-0.8, 0.1),
+            (-0.2, 0.9),
+        ];
+        let n = pts.len() as f64;
+        let (mx, my) = pts
+            .iter()
+            .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
+        let c: Vec<_> = pts.iter().map(|p| (p.0 - mx, p.1 - my)).collect();
+        let s = c.iter().map(|p| p.0 * p.0 + p.1 * p.1).sum::<f64>().sqrt();
+        c.iter().map(|p| (p.0 / s, p.1 / s)).collect()
+    }
+
+    #[test]
+    fn exact_shapes_fit_and_reflections_and_rotations_are_found() {
+        let t = template();
+        // Scaled and shifted copy: perfect fit.
+        let same: Vec<_> = t
+            .iter()
+            .map(|p| (300.0 + 80.0 * p.0, 200.0 + 80.0 * p.1))
+            .collect();
+        let f = fit_shape(&same, &t).unwrap();
+        assert!(
+            f.residual < 1e-12 && !f.reflected && f.rotation_deg.abs() < 1e-6,
+            "{f:?}"
+        );
+        // Mirrored left-right: reflected, and upright once reflected (rotation 180
+        // about the reflected axis is how a left-right mirror shows).
+        let mirrored: Vec<_> = same.iter().map(|p| (1000.0 - p.0, p.1)).collect();
+        let f = fit_shape(&mirrored, &t).unwrap();
+        assert!(f.residual < 1e-12 && f.reflected, "{f:?}");
+        // Rotated by 30 degrees on screen: undoing needs -30.
+        let th = 30f64.to_radians();
+        let rot: Vec<_> = t
+            .iter()
+            .map(|p| {
+                (
+                    p.0 * th.cos() - p.1 * th.sin(),
+                    p.0 * th.sin() + p.1 * th.cos(),
+                )
+            })
+            .collect();
+        let f = fit_shape(&rot, &t).unwrap();
+        assert!(f.residual < 1e-12 && !f.reflected, "{f:?}");
+        assert!((f.rotation_deg + 30.0).abs() < 1e-6, "{f:?}");
+        // Collapsed points: the worst fit.
+        let f = fit_shape(&[(5.0, 5.0); 5], &t).unwrap();
+        assert_eq!(f.residual, 1.0);
+    }
+
+    fn img(w: u32, h: u32, f: impl Fn(u32, u32) -> f32) -> GreyImage {
+        GreyImage {
+            width: w,
+            height: h,
+            bit_depth: 8,
+            format: crate::decode::SourceFormat::Png,
+            pixels: (0..h)
+                .flat_map(|y| (0..w).map(move |x| (x, y)))
+                .map(|(x, y)| f(x, y))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn blank_images_are_poorly_exposed() {
+        assert!(check_exposure(&exposure(&img(64, 64, |_, _| 0.5))).is_err());
+        assert!(check_exposure(&exposure(&img(64, 64, |x, _| x as f32 / 63.0))).is_ok());
+    }
+
+    #[test]
+    fn rotation_and_the_geometry_round_trip() {
+        // A bright dot at (30, 10) of a 64 x 48 image.
+        let im = img(64, 48, |x, y| if (x, y) == (30, 10) { 1.0 } else { 0.0 });
+        let r = rotate(&im, 90.0);
+        let (i, _) =
+            r.pixels
+                .iter()
+                .enumerate()
+                .fold((0, 0.0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let (x, y) = ((i % 64) as f64 + 0.5, (i / 64) as f64 + 0.5);
+        let g = Geometry {
+            width: 64.0,
+            height: 48.0,
+            corrections: Corrections {
+                rotation_deg: 90.0,
+                ..Default::default()
+            },
+        };
+        let (ux, uy) = g.to_upload(x, y);
+        assert!(
+            (ux - 30.5).abs() < 1.01 && (uy - 10.5).abs() < 1.01,
+            "({ux}, {uy})"
+        );
+        // Mirror, then map back.
+        let m = mirror(&im);
+        assert_eq!(m.pixels[10 * 64 + 33], 1.0);
+        let g = Geometry {
+            width: 64.0,
+            height: 48.0,
+            corrections: Corrections {
+                mirrored: true,
+                ..Default::default()
+            },
+        };
+        assert_eq!(g.to_upload(33.5, 10.5), (30.5, 10.5));
+        assert_eq!(invert(&im).pixels[0], 1.0);
+    }
+}
