@@ -338,3 +338,114 @@ fn rotate(img: &GrayImage, deg: f32) -> GrayImage {
         }
     })
 }
+
+/// The cases the service must get right over HTTP: a DR-style DICOM (16-bit
+/// container, 14 bits stored, MONOCHROME1, JPEG lossless when dcmtk is there), a
+/// right hand, a rotated hand (45°) and a chest radiograph.
+#[tokio::test]
+async fn the_hospital_cases_over_http() {
+    let (img, sex) = match rsna_dir() {
+        Some(dir) => {
+            let mut rows = eval::read_manifest(&dir.join("half512/labels.csv"), None).unwrap();
+            rows.retain(|r| eval::is_validation_id(&r.id));
+            let r = &rows[0];
+            let sex = if r.sex == Sex::Male { "male" } else { "female" };
+            (image::open(&r.image).unwrap().into_luma8(), sex)
+        }
+        None => (synthetic_hand(0.5, 4), "female"),
+    };
+    let srv = TestServer::default().await;
+    let c = client();
+    let post = |bytes: Vec<u8>, ctype: &'static str| {
+        let c = c.clone();
+        let url = srv.url(&format!("/v1/analyses?sex={sex}"));
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", ctype)
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (s, base) = post(png8(&img), "image/png").await;
+    assert_eq!(s, 200, "{base}");
+    let months = base["bone_age"]["months"].as_f64().unwrap();
+
+    // DR-style DICOM.
+    let (w, h) = img.dimensions();
+    let stored: Vec<u16> = img
+        .as_raw()
+        .iter()
+        .map(|&v| 16383 - v as u16 * 64)
+        .collect();
+    let tags = boneage::dicom::DicomTags {
+        monochrome1: true,
+        bits_stored: 14,
+        ..Default::default()
+    };
+    let mut dcm = boneage::dicom::encode_dicom(&stored, w, h, &tags).unwrap();
+    let lossless = std::process::Command::new("dcmcjpeg")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if lossless {
+        let dir = std::env::temp_dir().join(format!("boneage-dr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("in.dcm"), &dcm).unwrap();
+        let ok = std::process::Command::new("dcmcjpeg")
+            .args(["+e1"])
+            .arg(dir.join("in.dcm"))
+            .arg(dir.join("out.dcm"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "dcmcjpeg");
+        dcm = std::fs::read(dir.join("out.dcm")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (s, v) = post(dcm, "application/dicom").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["source"]["dicom"]["inverted"], true);
+    if lossless {
+        assert_eq!(
+            v["source"]["dicom"]["transfer_syntax"],
+            "JPEG Lossless, First-Order Prediction (Process 14 SV1)"
+        );
+    }
+    let d = (v["bone_age"]["months"].as_f64().unwrap() - months).abs();
+    assert!(d < 1.0, "DR DICOM {d:.2} months from the PNG");
+
+    // A right hand.
+    let (s, v) = post(png8(&image::imageops::flip_horizontal(&img)), "image/png").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["quality"]["laterality"], "right");
+    assert_eq!(v["quality"]["corrections"]["mirrored"], true);
+
+    // A hand rotated by 45 degrees: turned upright (or refused, never a wrong number
+    // without saying so).
+    let (s, v) = post(png8(&rotate(&img, 45.0)), "image/png").await;
+    assert_eq!(s, 200, "{v}");
+    let turned = v["quality"]["corrections"]["rotation_deg"]
+        .as_f64()
+        .unwrap();
+    assert!(turned.abs() > 25.0, "rotation corrected: {turned}");
+    eprintln!(
+        "rotated 45°: turned {turned:.1}°, bone age {:.1} vs {months:.1} months",
+        v["bone_age"]["months"].as_f64().unwrap()
+    );
+
+    // A chest radiograph (schematic).
+    let chest = synthetic_negatives()
+        .into_iter()
+        .find(|(n, _)| n == "chest")
+        .unwrap()
+        .1;
+    let (s, v) = post(chest, "image/png").await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["code"], "not_a_hand");
+    srv.stop().await;
+}
