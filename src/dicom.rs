@@ -11,8 +11,8 @@
 //! are checked against [`DecodeLimits`] before any pixel buffer exists. A panic in
 //! the decoder libraries on a hostile file becomes `corrupt_image`, never a crash.
 //! Peak memory of one decode: the file bytes (the object keeps its pixel data) +
-//! the decoded frame (≤ 2 bytes × samples × pixels) + a 16-bit copy + the f32 image,
-//! i.e. about body + 8 bytes × pixels for a grey image.
+//! the decoded frame (2 bytes × samples × pixels) + the f32 values (4 bytes × pixels),
+//! i.e. about body + 6 bytes × pixels for a grey image.
 
 use std::borrow::Cow;
 use std::io::Cursor;
