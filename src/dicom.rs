@@ -126,6 +126,8 @@ fn decode_inner(
     bytes: &[u8],
     limits: &DecodeLimits,
 ) -> Result<(GreyImage, DicomHeader), AnalysisError> {
+    // 0. Every declared length fits in the file: the parser allocates by them.
+    check_lengths(bytes)?;
     // 1. Header only: size checks before any pixel buffer is allocated.
     let head = open(bytes, true)?;
     let int = |tag| -> Option<u32> { head.element_opt(tag).ok()??.to_int::<u32>().ok() };
@@ -187,6 +189,187 @@ fn decode_inner(
         pixels,
     };
     Ok((grey, header))
+}
+
+fn truncated(what: &str) -> AnalysisError {
+    AnalysisError::CorruptImage(format!("the DICOM file is truncated or malformed ({what})"))
+}
+
+/// Walks every element header of the file (meta group, data set, sequences, items
+/// and pixel data fragments) and refuses a declared length larger than the bytes
+/// left. The DICOM parser reserves memory by declared lengths before reading, so a
+/// few hostile bytes could otherwise ask for gigabytes (found by fuzzing,
+/// `fuzz/fuzz_targets/decode.rs`). Deflated data sets are inflated first, bounded.
+pub fn check_lengths(bytes: &[u8]) -> Result<(), AnalysisError> {
+    if !is_dicom(bytes) {
+        return Err(truncated("no DICM preamble"));
+    }
+    let mut pos = 132;
+    let mut ts = String::new();
+    // File meta group: explicit VR little endian, group 0002.
+    while pos + 8 <= bytes.len() && u16::from_le_bytes([bytes[pos], bytes[pos + 1]]) == 0x0002 {
+        let elem = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
+        let (len, header) =
+            explicit_len(bytes, pos, false).ok_or_else(|| truncated("meta group"))?;
+        let start = pos + header;
+        let end = start.checked_add(len).filter(|&e| e <= bytes.len());
+        let end = end.ok_or_else(|| truncated("meta group element length"))?;
+        if elem == 0x0010 {
+            ts = String::from_utf8_lossy(&bytes[start..end])
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+        }
+        pos = end;
+    }
+    let rest = &bytes[pos..];
+    match ts.as_str() {
+        "1.2.840.10008.1.2" => walk(rest, Encoding::ImplicitLe),
+        "1.2.840.10008.1.2.2" => walk(rest, Encoding::ExplicitBe),
+        "1.2.840.10008.1.2.1.99" => {
+            // Inflate at most 8 bytes per byte of a 64 MP 16-bit image.
+            let cap: u64 = 1 << 30;
+            let mut out = Vec::new();
+            let mut dec = flate2::read::DeflateDecoder::new(rest).take(cap + 1);
+            std::io::Read::read_to_end(&mut dec, &mut out)
+                .map_err(|_| truncated("deflated data set"))?;
+            if out.len() as u64 > cap {
+                return Err(AnalysisError::ImageTooLarge(
+                    "the deflated DICOM data set inflates beyond 1 GiB".into(),
+                ));
+            }
+            walk(&out, Encoding::ExplicitLe)
+        }
+        _ => walk(rest, Encoding::ExplicitLe),
+    }
+}
+
+use std::io::Read as _;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    ExplicitLe,
+    ExplicitBe,
+    ImplicitLe,
+}
+
+/// Explicit VR element at `pos`: (value length, header size).
+fn explicit_len(b: &[u8], pos: usize, be: bool) -> Option<(usize, usize)> {
+    let vr = b.get(pos + 4..pos + 6)?;
+    let long = matches!(
+        vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"SV"
+            | b"UV"
+    );
+    if long {
+        let l = b.get(pos + 8..pos + 12)?;
+        let v = if be {
+            u32::from_be_bytes([l[0], l[1], l[2], l[3]])
+        } else {
+            u32::from_le_bytes([l[0], l[1], l[2], l[3]])
+        };
+        Some((v as usize, 12))
+    } else {
+        let l = b.get(pos + 6..pos + 8)?;
+        let v = if be {
+            u16::from_be_bytes([l[0], l[1]])
+        } else {
+            u16::from_le_bytes([l[0], l[1]])
+        };
+        Some((v as usize, 8))
+    }
+}
+
+/// Linear walk over a data set: element values are skipped after their length is
+/// checked; sequences and items are entered (their contents are elements too);
+/// encapsulated pixel data fragments are skipped.
+fn walk(b: &[u8], enc: Encoding) -> Result<(), AnalysisError> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    let dict = dicom_dictionary_std::StandardDataDictionary;
+    let be = enc == Encoding::ExplicitBe;
+    let u16_at = |p: usize| {
+        let v = [b[p], b[p + 1]];
+        if be {
+            u16::from_be_bytes(v)
+        } else {
+            u16::from_le_bytes(v)
+        }
+    };
+    let u32_at = |p: usize| {
+        let v = [b[p], b[p + 1], b[p + 2], b[p + 3]];
+        if be {
+            u32::from_be_bytes(v)
+        } else {
+            u32::from_le_bytes(v)
+        }
+    };
+    let mut pos = 0usize;
+    let mut in_fragments = false;
+    while pos < b.len() {
+        if pos + 8 > b.len() {
+            return Err(truncated("element header"));
+        }
+        let (group, elem) = (u16_at(pos), u16_at(pos + 2));
+        if group == 0xFFFE {
+            // Item, item delimiter or sequence delimiter: tag + 4-byte length, no VR.
+            let len = u32_at(pos + 4);
+            pos += 8;
+            match elem {
+                0xE0DD => in_fragments = false,
+                0xE000 if len != u32::MAX && in_fragments => {
+                    pos = pos
+                        .checked_add(len as usize)
+                        .filter(|&e| e <= b.len())
+                        .ok_or_else(|| truncated("pixel data fragment length"))?;
+                }
+                // An item of a sequence: its contents are elements, walked next.
+                0xE000 if len != u32::MAX && pos + len as usize > b.len() => {
+                    return Err(truncated("item length"));
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (len, header, is_sq) = match enc {
+            Encoding::ImplicitLe => {
+                let tag = dicom_core::Tag(group, elem);
+                let sq = dict
+                    .by_tag(tag)
+                    .is_some_and(|e| matches!(e.vr(), VirtualVr::Exact(dicom_core::VR::SQ)));
+                (u32_at(pos + 4) as usize, 8, sq)
+            }
+            _ => {
+                let (len, header) =
+                    explicit_len(b, pos, be).ok_or_else(|| truncated("element header"))?;
+                (len, header, &b[pos + 4..pos + 6] == b"SQ")
+            }
+        };
+        pos += header;
+        if len == u32::MAX as usize {
+            // Undefined length: a sequence, or encapsulated pixel data.
+            if (group, elem) == (0x7FE0, 0x0010) {
+                in_fragments = true;
+            }
+            continue;
+        }
+        if pos + len > b.len() {
+            return Err(truncated("element length beyond the end of the file"));
+        }
+        if !is_sq {
+            pos += len;
+        }
+    }
+    Ok(())
 }
 
 /// The first frame as display intensities in [0, 1] (before any MONOCHROME1
@@ -585,6 +768,22 @@ mod tests {
             "centre is mid-grey: {}",
             row[50]
         );
+    }
+
+    #[test]
+    fn declared_lengths_beyond_the_file_are_refused_before_parsing() {
+        let px = gradient(80, 80);
+        let mut bytes = encode_dicom(&px, 80, 80, &DicomTags::default()).unwrap();
+        assert!(check_lengths(&bytes).is_ok());
+        // Pixel Data (7FE0,0010) OW: claim 2 GB of pixels in a 13 kB file.
+        let at = bytes
+            .windows(6)
+            .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'W'])
+            .unwrap();
+        bytes[at + 8..at + 12].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+        let e = decode_dicom(&bytes, &DecodeLimits::default()).unwrap_err();
+        assert!(matches!(e, AnalysisError::CorruptImage(_)), "{e:?}");
+        assert!(e.to_string().contains("beyond the end"), "{e}");
     }
 
     #[test]
