@@ -252,9 +252,29 @@ enum Encoding {
     ImplicitLe,
 }
 
-/// Explicit VR element at `pos`: (value length, header size).
+/// The value representations of PS3.5 table 6.2-1.
+const KNOWN_VRS: [&[u8; 2]; 34] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB",
+    b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM",
+    b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
+];
+
+/// Explicit VR element at `pos`: (value length, header size). None for a VR that is
+/// not one of the standard ones: parsers disagree on how long its length field is,
+/// so such a file is refused rather than guessed at (a fuzzer finding).
 fn explicit_len(b: &[u8], pos: usize, be: bool) -> Option<(usize, usize)> {
     let vr = b.get(pos + 4..pos + 6)?;
+    if !KNOWN_VRS.iter().any(|k| &k[..] == vr) {
+        return None;
+    }
+    // Binary VRs hold whole values: a length that is not a multiple of the value
+    // size makes the parser read past the element (a fuzzer finding: FL of length 2).
+    let unit = match vr {
+        b"SS" | b"US" | b"OW" => 2,
+        b"FL" | b"SL" | b"UL" | b"AT" | b"OF" | b"OL" => 4,
+        b"FD" | b"SV" | b"UV" | b"OD" | b"OV" => 8,
+        _ => 1,
+    };
     let long = matches!(
         vr,
         b"OB"
@@ -278,7 +298,7 @@ fn explicit_len(b: &[u8], pos: usize, be: bool) -> Option<(usize, usize)> {
         } else {
             u32::from_le_bytes([l[0], l[1], l[2], l[3]])
         };
-        Some((v as usize, 12))
+        (v == u32::MAX || v as usize % unit == 0).then_some((v as usize, 12))
     } else {
         let l = b.get(pos + 6..pos + 8)?;
         let v = if be {
@@ -286,7 +306,7 @@ fn explicit_len(b: &[u8], pos: usize, be: bool) -> Option<(usize, usize)> {
         } else {
             u16::from_le_bytes([l[0], l[1]])
         };
-        Some((v as usize, 8))
+        (v as usize % unit == 0).then_some((v as usize, 8))
     }
 }
 

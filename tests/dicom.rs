@@ -464,3 +464,23 @@ fn pydicom_corpus_never_crashes() {
     }
     eprintln!("pydicom corpus ({} files): {outcomes:?}", files.len());
 }
+
+/// Inputs the fuzzer found (`scripts/fuzz.sh`), kept as regressions: each is refused
+/// with a 4xx code, never a crash. `rle-index-panic.dcm` makes dicom-rs's RLE decoder
+/// index out of bounds; the panic is contained in `boneage::dicom` and answered as
+/// `corrupt_image`.
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let e = analyzer()
+            .analyze_upload(&bytes, fields(Some("female")))
+            .expect_err("a fuzzer finding is refused");
+        assert!((400..500).contains(&e.status()), "{}: {e}", path.display());
+        n += 1;
+    }
+    assert!(n >= 1);
+}
