@@ -260,11 +260,7 @@ fn dr_style_monochrome1_with_rescale_and_window() {
     let (w, h) = img.dimensions();
     // Stored = 16383 - 64 v (inverted); rescale v' = 0.5 stored + 100; a window
     // over the whole rescaled range keeps the mapping linear.
-    let stored: Vec<u16> = img
-        .as_raw()
-        .iter()
-        .map(|&v| 16383 - v as u16 * 64)
-        .collect();
+    let stored = dr_monochrome1_14bit(&img);
     let lo = 0.5 * (16383.0 - 255.0 * 64.0) + 100.0;
     let hi = 0.5 * 16383.0 + 100.0;
     let tags = DicomTags {

@@ -377,11 +377,7 @@ async fn the_hospital_cases_over_http() {
 
     // DR-style DICOM.
     let (w, h) = img.dimensions();
-    let stored: Vec<u16> = img
-        .as_raw()
-        .iter()
-        .map(|&v| 16383 - v as u16 * 64)
-        .collect();
+    let stored = dr_monochrome1_14bit(&img);
     let tags = boneage::dicom::DicomTags {
         monochrome1: true,
         bits_stored: 14,

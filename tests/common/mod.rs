@@ -93,6 +93,15 @@ pub fn jpeg(img: &image::GrayImage) -> Vec<u8> {
     out
 }
 
+/// 8-bit pixels as a DR detector with 14 bits stored writes them in MONOCHROME1
+/// (bright = air): stored = 16383 − 64 v.
+pub fn dr_monochrome1_14bit(img: &image::GrayImage) -> Vec<u16> {
+    img.as_raw()
+        .iter()
+        .map(|&v| 16383 - v as u16 * 64)
+        .collect()
+}
+
 /// A synthetic ~1000×1300 left-hand radiograph, 8-bit.
 pub fn synthetic_hand(maturity: f32, seed: u64) -> image::GrayImage {
     synth::hand_radiograph_8(&HandParams {
