@@ -158,20 +158,22 @@ pub struct Stats {
     pub coverage_90: Option<f64>,
 }
 
-fn stats<'a>(preds: impl Iterator<Item = &'a Prediction>) -> Stats {
-    let (mut n, mut abs, mut sq, mut signed, mut cov) = (0usize, 0.0, 0.0, 0.0, 0usize);
-    for p in preds {
-        let (Some(m), Some(lo), Some(hi)) = (p.predicted_months, p.interval_lo, p.interval_hi)
-        else {
-            continue;
-        };
-        let e = m - p.boneage_months;
+/// Error statistics over (reading, estimate, 90% interval) triples; coverage is
+/// only defined where intervals are given.
+fn error_stats(items: impl Iterator<Item = (f64, f64, Option<(f64, f64)>)>) -> Stats {
+    let (mut n, mut abs, mut sq, mut signed) = (0usize, 0.0, 0.0, 0.0);
+    let (mut with_interval, mut cov) = (0usize, 0usize);
+    for (truth, estimate, interval) in items {
+        let e = estimate - truth;
         n += 1;
         abs += e.abs();
         sq += e * e;
         signed += e;
-        if lo <= p.boneage_months && p.boneage_months <= hi {
-            cov += 1;
+        if let Some((lo, hi)) = interval {
+            with_interval += 1;
+            if lo <= truth && truth <= hi {
+                cov += 1;
+            }
         }
     }
     let f = |v: f64| if n == 0 { None } else { Some(v / n as f64) };
@@ -180,8 +182,16 @@ fn stats<'a>(preds: impl Iterator<Item = &'a Prediction>) -> Stats {
         mae: f(abs),
         rmse: f(sq).map(f64::sqrt),
         mean_signed_error: f(signed),
-        coverage_90: f(cov as f64),
+        coverage_90: (with_interval > 0).then(|| cov as f64 / with_interval as f64),
     }
+}
+
+/// The model's bone age of the analysed predictions.
+fn stats<'a>(preds: impl Iterator<Item = &'a Prediction>) -> Stats {
+    error_stats(preds.filter_map(|p| {
+        let (m, lo, hi) = (p.predicted_months?, p.interval_lo?, p.interval_hi?);
+        Some((p.boneage_months, m, Some((lo, hi))))
+    }))
 }
 
 /// The summary `boneage eval` prints.
@@ -239,25 +249,12 @@ pub fn summarize(preds: &[Prediction]) -> Summary {
         overall: stats(preds.iter()),
         by_age_band,
         by_sex,
-        tw3_rus_bone_age: {
-            // The TW3 bone age has no interval: coverage is not defined for it.
-            let tw3: Vec<Prediction> = preds
+        // The TW3 bone age has no interval: no coverage for it.
+        tw3_rus_bone_age: error_stats(
+            preds
                 .iter()
-                .filter_map(|p| {
-                    let m = p.rus_bone_age_months?;
-                    Some(Prediction {
-                        predicted_months: Some(m),
-                        interval_lo: Some(f64::NAN),
-                        interval_hi: Some(f64::NAN),
-                        ..p.clone()
-                    })
-                })
-                .collect();
-            Stats {
-                coverage_90: None,
-                ..stats(tw3.iter())
-            }
-        },
+                .filter_map(|p| Some((p.boneage_months, p.rus_bone_age_months?, None))),
+        ),
         localisation: None,
     }
 }
