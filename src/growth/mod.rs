@@ -10,6 +10,10 @@
 //! ([`BoneAgeSds::interpolated`]). Outside the table there is no SDS: the function
 //! returns an error with a reason, never an extrapolated number.
 
+pub mod adult_height;
+pub mod height;
+pub mod series;
+
 use std::sync::OnceLock;
 
 use serde::Serialize;
