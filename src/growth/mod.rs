@@ -12,6 +12,7 @@
 
 pub mod adult_height;
 pub mod height;
+pub mod lms;
 pub mod series;
 
 use std::sync::OnceLock;
@@ -47,6 +48,23 @@ pub struct BoneAgeSds {
 pub struct SdsUnavailable {
     /// Human-readable reason, e.g. the age is outside the reference table.
     pub reason: String,
+}
+
+/// Why a growth value (a height z-score, a reference value) could not be given:
+/// the input is missing or invalid, or falls outside the published table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, utoipa::ToSchema)]
+#[error("{reason}")]
+pub struct NotAvailable {
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+impl NotAvailable {
+    pub(crate) fn new(reason: impl Into<String>) -> NotAvailable {
+        NotAvailable {
+            reason: reason.into(),
+        }
+    }
 }
 
 impl SdsUnavailable {
