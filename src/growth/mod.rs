@@ -1,4 +1,15 @@
-//! Bone-age standard deviation score (SDS) against the Greulich–Pyle reference.
+//! Growth science over published reference tables (all in `tables/`, copied
+//! verbatim, with citations, provenance and checksums in `tables/README.md`):
+//!
+//! - this module: the bone-age SDS against Greulich–Pyle (below);
+//! - [`lms`]: the LMS z-score formula, its inverse, and percentiles;
+//! - [`height`]: height-for-age z-score and percentile (WHO 2006/2007 or CDC 2000)
+//!   and the reference percentile curves;
+//! - [`adult_height`]: predicted adult height (Bayley–Pinneau, Roche–Wainer–Thissen,
+//!   Tanner et al. 1975);
+//! - [`series`]: a patient's growth over several exams, for the growth chart.
+//!
+//! # Bone-age SDS against the Greulich–Pyle reference
 //!
 //! The reference is the Brush Foundation table of mean skeletal age and its SD by
 //! chronological age (Greulich & Pyle 1959; see `tables/README.md`), embedded at
@@ -319,6 +330,62 @@ mod tests {
         }
         // bone age 0 is a valid (very delayed) value
         assert!(bone_age_sds(Sex::Male, 12.0, 0.0).unwrap().sds < 0.0);
+    }
+
+    /// Every embedded table is byte-identical to the file whose sha256 the README
+    /// lists (and so to `/work/shared/reference`), and the README lists every table.
+    #[test]
+    fn tables_match_readme_checksums() {
+        use sha2::{Digest, Sha256};
+        let readme = include_str!("tables/README.md");
+        let tables: [(&str, &str); 9] = [
+            ("greulich_pyle_brush_skeletal_age_mean_sd.csv", GP_CSV),
+            (
+                "who2006_length_height_for_age_lms_daily_0_5y.csv",
+                include_str!("tables/who2006_length_height_for_age_lms_daily_0_5y.csv"),
+            ),
+            (
+                "who2007_height_for_age_lms_5_19y.csv",
+                include_str!("tables/who2007_height_for_age_lms_5_19y.csv"),
+            ),
+            (
+                "cdc2000_length_for_age_lms_0_36mo.csv",
+                include_str!("tables/cdc2000_length_for_age_lms_0_36mo.csv"),
+            ),
+            (
+                "cdc2000_stature_for_age_lms_2_20y.csv",
+                include_str!("tables/cdc2000_stature_for_age_lms_2_20y.csv"),
+            ),
+            (
+                "bayley_pinneau_1952_pct_mature_height.csv",
+                include_str!("tables/bayley_pinneau_1952_pct_mature_height.csv"),
+            ),
+            (
+                "rwt1975_adult_height_prediction_coefficients.csv",
+                include_str!("tables/rwt1975_adult_height_prediction_coefficients.csv"),
+            ),
+            (
+                "tanner1975_height_prediction_by_chronological_age.csv",
+                include_str!("tables/tanner1975_height_prediction_by_chronological_age.csv"),
+            ),
+            (
+                "tanner1975_height_prediction_by_rus_bone_age.csv",
+                include_str!("tables/tanner1975_height_prediction_by_rus_bone_age.csv"),
+            ),
+        ];
+        let listed = readme
+            .lines()
+            .filter(|l| l.ends_with(".csv") && l.len() > 66 && l.as_bytes()[64] == b' ')
+            .count();
+        assert_eq!(listed, tables.len(), "README checksum list and tables differ");
+        for (file, text) in tables {
+            let hash = hex::encode(Sha256::digest(text.as_bytes()));
+            let line = format!("{hash}  {file}");
+            assert!(
+                readme.lines().any(|l| l == line),
+                "{file}: sha256 {hash} is not the one in tables/README.md"
+            );
+        }
     }
 
     #[test]
