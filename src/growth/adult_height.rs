@@ -217,8 +217,8 @@ pub fn bayley_pinneau(input: &AdultHeightInput) -> Result<AdultHeightPrediction,
                 diff
             ),
             format!(
-                "Row {} is the printed skeletal age nearest to the bone age ({}); \
-                 {:.2}% of mature height.",
+                "Row {} is the printed skeletal age nearest to the bone age, {}; \
+                 {}% of mature height.",
                 row.label,
                 years_months(ba),
                 row.pct
@@ -500,11 +500,11 @@ fn sex_plural(sex: Sex) -> &'static str {
     }
 }
 
-/// `138.0` months → `11 y 6 mo (138.0 months)`.
+/// `138.0` months → `138.0 months (11 y 6 mo)`.
 fn years_months(months: f64) -> String {
     let whole = months.floor();
     format!(
-        "{} y {} mo ({months:.1} months)",
+        "{months:.1} months ({} y {} mo)",
         (whole / 12.0).floor(),
         whole % 12.0
     )
@@ -857,7 +857,16 @@ mod tests {
         assert_eq!(value(&p, "chronological_age_years"), 11.0);
         assert!(p.stated_error.is_none());
         assert!(p.notes.iter().any(|n| n.contains("state no error")));
-        assert!(p.notes.iter().any(|n| n.contains("Table IIA")));
+        assert_eq!(
+            p.notes[0],
+            "average table (Table IIA): the bone age is within 1 year of the chronological \
+             age (+6.0 months)."
+        );
+        assert_eq!(
+            p.notes[1],
+            "Row 11-6 is the printed skeletal age nearest to the bone age, 138.0 months \
+             (11 y 6 mo); 81.8% of mature height."
+        );
         assert_eq!(
             p.citation,
             "Bayley N, Pinneau SR. J Pediatr 1952;40:423–441"
@@ -921,7 +930,10 @@ mod tests {
             e.contains("outside the Bayley–Pinneau retarded table for boys (6-0 to 13-0)"),
             "{e}"
         );
-        assert!(e.contains("13 y 4 mo"), "{e}");
+        assert!(
+            e.starts_with("bone age 160.0 months (13 y 4 mo) is outside"),
+            "{e}"
+        );
         // Average boys start at 7-0: BA 5 y
         let e = bp(Sex::Male, 60.0, 60.0, 110.0).unwrap_err();
         assert!(e.contains("(7-0 to 18-6)"), "{e}");
@@ -1035,6 +1047,11 @@ mod tests {
         assert!(close(p.predicted_cm, 177.56, 1e-9), "{}", p.predicted_cm);
         let err = p.stated_error.as_ref().unwrap();
         assert_eq!((err.kind, err.value_cm), ("residual_sd_cm", 3.5));
+        assert_eq!(
+            p.notes[0],
+            "Equation for chronological age 12.0-: adult height = 1.08 × height -4.2 × age \
+             -2.6 × RUS age +98 cm (height in cm, ages in years); r = 0.88."
+        );
         assert_eq!(
             p.citation,
             "Tanner JM, Whitehouse RH, Marshall WA, Carter BS. Arch Dis Child 1975;50:14–26"

@@ -377,7 +377,11 @@ mod tests {
             .lines()
             .filter(|l| l.ends_with(".csv") && l.len() > 66 && l.as_bytes()[64] == b' ')
             .count();
-        assert_eq!(listed, tables.len(), "README checksum list and tables differ");
+        assert_eq!(
+            listed,
+            tables.len(),
+            "README checksum list and tables differ"
+        );
         for (file, text) in tables {
             let hash = hex::encode(Sha256::digest(text.as_bytes()));
             let line = format!("{hash}  {file}");
