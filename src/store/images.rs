@@ -17,7 +17,9 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `true` for 64 lowercase hex digits.
 pub(super) fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Where the image with this sha256 lives (whether or not it exists). `sha` must be

@@ -62,7 +62,7 @@ use time::{Date, OffsetDateTime};
 
 pub use analyses::{NewAnalysis, StoredAnalysis};
 pub use error::StoreError;
-pub use patients::{NewPatient, Patient};
+pub use patients::{NewPatient, Patient, MAX_EXTERNAL_ID, MAX_NAME};
 pub use schema::SCHEMA_VERSION;
 pub use tenants::{NewToken, Tenant, TokenInfo, LOCAL_TENANT, TOKEN_PREFIX};
 
@@ -76,9 +76,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const DATE_FORMAT: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
 /// UTC timestamps with a fixed width, so that text order is time order.
-const TIMESTAMP_FORMAT: &[BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const TIMESTAMP_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// The embedded database and the image folder. See the module documentation.
 pub struct Store {
@@ -131,9 +130,8 @@ impl Store {
             images::restrict_file(db_path)?;
         }
         configure(&writer)?;
-        let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
-            r.get(0)
-        })?;
+        let mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::invalid(format!(
                 "the database's file system does not support WAL (journal mode is {mode})"

@@ -53,7 +53,14 @@ const PATIENT_COLUMNS: &str = "id, external_id, sex, birth_date, name, created_a
 type PatientColumns = (String, String, String, String, Option<String>, String);
 
 fn patient_from_row(r: &Row<'_>) -> rusqlite::Result<PatientColumns> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn patient_from_columns(

@@ -202,9 +202,7 @@ impl Store {
     /// revoking the last token locks the service rather than reopening it to anyone
     /// in local mode. A fresh database (no token ever) gives `false`: local mode.
     pub fn has_tokens(&self) -> Result<bool, StoreError> {
-        self.read(|tx| {
-            Ok(tx.query_row("SELECT EXISTS (SELECT 1 FROM tokens)", [], |r| r.get(0))?)
-        })
+        self.read(|tx| Ok(tx.query_row("SELECT EXISTS (SELECT 1 FROM tokens)", [], |r| r.get(0))?))
     }
 
     /// The single tenant of local mode ([`LOCAL_TENANT`]), created on first use.

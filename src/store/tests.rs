@@ -72,7 +72,12 @@ fn patient(external_id: &str) -> NewPatient {
 
 const MODEL_SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn analysis<'a>(id: &str, patient_id: Option<&str>, image: &'a [u8], keep: bool) -> NewAnalysis<'a> {
+fn analysis<'a>(
+    id: &str,
+    patient_id: Option<&str>,
+    image: &'a [u8],
+    keep: bool,
+) -> NewAnalysis<'a> {
     NewAnalysis {
         id: id.to_string(),
         patient_id: patient_id.map(str::to_string),
@@ -114,13 +119,19 @@ fn open_creates_folders_schema_and_durable_settings() {
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let fk: i64 = w.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+    let fk: i64 = w
+        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .unwrap();
     assert_eq!(fk, 1);
-    let sync: i64 = w.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+    let sync: i64 = w
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
     assert_eq!(sync, 2, "synchronous must be FULL (2)");
     drop(w);
     let r = store.reader();
-    let fk: i64 = r.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+    let fk: i64 = r
+        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .unwrap();
     assert_eq!(fk, 1);
     drop(r);
 
@@ -223,9 +234,14 @@ fn token_lifecycle_create_authenticate_revoke() {
     assert_eq!(t.tenant, "St Elsewhere");
     assert!(t.token.starts_with(TOKEN_PREFIX));
     assert_eq!(t.token.len(), TOKEN_PREFIX.len() + 64);
-    assert!(t.token[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(t.token[TOKEN_PREFIX.len()..]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit()));
     assert!(t.id.starts_with("tok_"));
-    assert!(!format!("{t:?}").contains(&t.token), "Debug hides the token");
+    assert!(
+        !format!("{t:?}").contains(&t.token),
+        "Debug hides the token"
+    );
     assert!(store.has_tokens().unwrap());
 
     let tenant = store.authenticate(&t.token).unwrap().unwrap();
@@ -233,9 +249,18 @@ fn token_lifecycle_create_authenticate_revoke() {
 
     // Near misses fail.
     assert!(store.authenticate("").unwrap().is_none());
-    assert!(store.authenticate(&t.token[..t.token.len() - 1]).unwrap().is_none());
-    assert!(store.authenticate(&t.token.to_uppercase()).unwrap().is_none());
-    assert!(store.authenticate(&format!("Bearer {}", t.token)).unwrap().is_none());
+    assert!(store
+        .authenticate(&t.token[..t.token.len() - 1])
+        .unwrap()
+        .is_none());
+    assert!(store
+        .authenticate(&t.token.to_uppercase())
+        .unwrap()
+        .is_none());
+    assert!(store
+        .authenticate(&format!("Bearer {}", t.token))
+        .unwrap()
+        .is_none());
 
     assert!(store.revoke_token(&t.id).unwrap());
     assert!(store.authenticate(&t.token).unwrap().is_none());
@@ -263,7 +288,9 @@ fn only_the_token_hash_is_stored_and_listing_never_shows_tokens() {
 
     let conn = raw(&dir);
     let mut stmt = conn
-        .prepare("SELECT id, tenant_id, token_sha256, created_at, coalesce(revoked_at, '') FROM tokens")
+        .prepare(
+            "SELECT id, tenant_id, token_sha256, created_at, coalesce(revoked_at, '') FROM tokens",
+        )
         .unwrap();
     let rows: Vec<String> = stmt
         .query_map([], |r| {
@@ -321,15 +348,27 @@ fn tenant_names_are_validated() {
     let dir = TestDir::new();
     let store = open(&dir);
     let long = "x".repeat(65);
-    for bad in ["", " padded", "padded ", "line\nbreak", "tab\there", long.as_str()] {
+    for bad in [
+        "",
+        " padded",
+        "padded ",
+        "line\nbreak",
+        "tab\there",
+        long.as_str(),
+    ] {
         assert!(
             matches!(store.create_token(bad), Err(StoreError::Invalid(_))),
             "{bad:?} accepted"
         );
     }
     assert_eq!(count(&raw(&dir), "tenants"), 0);
-    assert!(store.create_token(&"é".repeat(64)).is_ok(), "64 characters, not bytes");
-    assert!(store.create_token("Hôpital Saint-Jean (radiologie)").is_ok());
+    assert!(
+        store.create_token(&"é".repeat(64)).is_ok(),
+        "64 characters, not bytes"
+    );
+    assert!(store
+        .create_token("Hôpital Saint-Jean (radiologie)")
+        .is_ok());
 }
 
 #[test]
@@ -355,7 +394,10 @@ fn local_tenant_is_created_once_and_reachable_by_a_local_token() {
     let l2 = store.local_tenant().unwrap();
     assert_eq!(l1, l2);
     assert_eq!(l1.name(), LOCAL_TENANT);
-    assert!(!store.has_tokens().unwrap(), "the local tenant needs no token");
+    assert!(
+        !store.has_tokens().unwrap(),
+        "the local tenant needs no token"
+    );
     let t = store.create_token(LOCAL_TENANT).unwrap();
     assert_eq!(store.authenticate(&t.token).unwrap(), Some(l1));
     assert_eq!(count(&raw(&dir), "tenants"), 1);
@@ -374,10 +416,17 @@ fn patients_round_trip() {
     assert_eq!(p.name.as_deref(), Some("Ada Example"));
     assert_eq!(store.get_patient(&tenant, &p.id).unwrap(), Some(p.clone()));
     assert_eq!(
-        store.find_patient_by_external_id(&tenant, "P-0042").unwrap(),
+        store
+            .find_patient_by_external_id(&tenant, "P-0042")
+            .unwrap(),
         Some(p.clone())
     );
-    assert_eq!(store.find_patient_by_external_id(&tenant, "P-0043").unwrap(), None);
+    assert_eq!(
+        store
+            .find_patient_by_external_id(&tenant, "P-0043")
+            .unwrap(),
+        None
+    );
 
     let j = serde_json::to_value(&p).unwrap();
     assert_eq!(j["birth_date"], "2015-03-07");
@@ -392,20 +441,32 @@ fn patients_round_trip() {
         name: None,
     };
     let q = store.create_patient(&tenant, &anonymous).unwrap();
-    assert_eq!(store.get_patient(&tenant, &q.id).unwrap().unwrap().name, None);
+    assert_eq!(
+        store.get_patient(&tenant, &q.id).unwrap().unwrap().name,
+        None
+    );
 }
 
 #[test]
 fn external_id_is_unique_per_tenant_only() {
     let dir = TestDir::new();
     let store = open(&dir);
-    let a = store.authenticate(&store.create_token("A").unwrap().token).unwrap().unwrap();
-    let b = store.authenticate(&store.create_token("B").unwrap().token).unwrap().unwrap();
+    let a = store
+        .authenticate(&store.create_token("A").unwrap().token)
+        .unwrap()
+        .unwrap();
+    let b = store
+        .authenticate(&store.create_token("B").unwrap().token)
+        .unwrap()
+        .unwrap();
     store.create_patient(&a, &patient("P-1")).unwrap();
     match store.create_patient(&a, &patient("P-1")) {
         Err(e @ StoreError::Conflict(_)) => {
             assert_eq!(e.status(), 409);
-            assert!(!e.to_string().contains("P-1"), "messages carry no patient ids");
+            assert!(
+                !e.to_string().contains("P-1"),
+                "messages carry no patient ids"
+            );
         }
         other => panic!("expected Conflict, got {other:?}"),
     }
@@ -485,11 +546,17 @@ fn analyses_round_trip_with_a_kept_image() {
 
     let read = store.get_analysis(&tenant, "rep-1").unwrap().unwrap();
     assert_eq!(read, stored);
-    assert_eq!(store.patient_analyses(&tenant, &p.id).unwrap(), vec![stored.clone()]);
+    assert_eq!(
+        store.patient_analyses(&tenant, &p.id).unwrap(),
+        vec![stored.clone()]
+    );
 
     let j = serde_json::to_value(&read).unwrap();
     assert_eq!(j["exam_date"], "2025-09-01");
-    assert!(j.get("image_path").is_none(), "server paths are not serialised");
+    assert!(
+        j.get("image_path").is_none(),
+        "server paths are not serialised"
+    );
 
     // Without keeping the image: the sha is recorded, no file, no path.
     let other = b"another radiograph".to_vec();
@@ -537,8 +604,14 @@ fn patient_analyses_are_ordered_by_exam_date_then_creation() {
 fn tenants_cannot_see_or_touch_each_others_patients() {
     let dir = TestDir::new();
     let store = open(&dir);
-    let a = store.authenticate(&store.create_token("A").unwrap().token).unwrap().unwrap();
-    let b = store.authenticate(&store.create_token("B").unwrap().token).unwrap().unwrap();
+    let a = store
+        .authenticate(&store.create_token("A").unwrap().token)
+        .unwrap()
+        .unwrap();
+    let b = store
+        .authenticate(&store.create_token("B").unwrap().token)
+        .unwrap()
+        .unwrap();
     let pa = store.create_patient(&a, &patient("P-1")).unwrap();
     let img = b"A's radiograph".to_vec();
     store
@@ -586,7 +659,10 @@ fn tenants_cannot_see_or_touch_each_others_patients() {
          VALUES ('x', ?1, ?2, 'female', ?3, 0, '{}', 'now')",
         rusqlite::params![b.id(), pa.id, MODEL_SHA],
     );
-    assert!(err.is_err(), "composite foreign key must refuse tenant B → A's patient");
+    assert!(
+        err.is_err(),
+        "composite foreign key must refuse tenant B → A's patient"
+    );
     assert_eq!(count(&conn, "exams"), 1);
 }
 
@@ -596,23 +672,37 @@ fn images_are_content_addressed_and_verified() {
     let store = open(&dir);
     let t = store.local_tenant().unwrap();
     let bytes = vec![7u8; 10_000];
-    let s1 = store.insert_analysis(&t, &analysis("r1", None, &bytes, true)).unwrap();
-    let s2 = store.insert_analysis(&t, &analysis("r2", None, &bytes, true)).unwrap();
+    let s1 = store
+        .insert_analysis(&t, &analysis("r1", None, &bytes, true))
+        .unwrap();
+    let s2 = store
+        .insert_analysis(&t, &analysis("r2", None, &bytes, true))
+        .unwrap();
     assert_ne!(s1.exam_id, s2.exam_id);
     assert_eq!(s1.image_path, s2.image_path);
     let files = files_under(store.images_dir());
-    assert_eq!(files.len(), 1, "same bytes twice → one file, no temp files: {files:?}");
+    assert_eq!(
+        files.len(),
+        1,
+        "same bytes twice → one file, no temp files: {files:?}"
+    );
     assert_eq!(std::fs::read(&files[0]).unwrap(), bytes);
 
     // Bytes that do not match the given sha256 are refused, and nothing is written.
     let mut wrong = analysis("r3", None, &bytes, true);
     let other = vec![8u8; 10];
     wrong.image = Some(&other);
-    assert!(matches!(store.insert_analysis(&t, &wrong), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.insert_analysis(&t, &wrong),
+        Err(StoreError::Invalid(_))
+    ));
     assert_eq!(files_under(store.images_dir()).len(), 1);
     let mut bad_sha = analysis("r4", None, &bytes, false);
     bad_sha.image_sha256 = bad_sha.image_sha256.to_uppercase();
-    assert!(matches!(store.insert_analysis(&t, &bad_sha), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.insert_analysis(&t, &bad_sha),
+        Err(StoreError::Invalid(_))
+    ));
     assert_eq!(count(&raw(&dir), "exams"), 2);
     assert_eq!(count(&raw(&dir), "analyses"), 2);
 }
@@ -624,7 +714,9 @@ fn a_failing_insert_leaves_nothing_behind() {
     let t = store.local_tenant().unwrap();
     let p = store.create_patient(&t, &patient("P-1")).unwrap();
     let first = b"first".to_vec();
-    store.insert_analysis(&t, &analysis("dup", Some(&p.id), &first, true)).unwrap();
+    store
+        .insert_analysis(&t, &analysis("dup", Some(&p.id), &first, true))
+        .unwrap();
 
     // Same report id again, with a new image to keep: the exam row was inserted
     // before the analysis row failed, so only a rollback removes it.
@@ -637,11 +729,17 @@ fn a_failing_insert_leaves_nothing_behind() {
     assert_eq!(count(&conn, "exams"), 1);
     assert_eq!(count(&conn, "analyses"), 1);
     let files = files_under(store.images_dir());
-    assert_eq!(files.len(), 1, "the second image was removed again: {files:?}");
+    assert_eq!(
+        files.len(),
+        1,
+        "the second image was removed again: {files:?}"
+    );
     assert_eq!(std::fs::read(&files[0]).unwrap(), first);
 
     // The first image stays when a later failed insert had the same bytes.
-    assert!(store.insert_analysis(&t, &analysis("dup", None, &first, true)).is_err());
+    assert!(store
+        .insert_analysis(&t, &analysis("dup", None, &first, true))
+        .is_err());
     assert_eq!(files_under(store.images_dir()).len(), 1);
     assert_eq!(store.patient_analyses(&t, &p.id).unwrap().len(), 1);
 }
@@ -656,13 +754,22 @@ fn analyses_must_agree_with_their_patient_and_be_finite() {
 
     let mut male = analysis("r1", Some(&p.id), &img, false);
     male.sex = Sex::Male;
-    assert!(matches!(store.insert_analysis(&t, &male), Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.insert_analysis(&t, &male),
+        Err(StoreError::Conflict(_))
+    ));
 
     let mut before_birth = analysis("r2", Some(&p.id), &img, false);
     before_birth.exam_date = Some(date!(2015 - 03 - 06));
-    assert!(matches!(store.insert_analysis(&t, &before_birth), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.insert_analysis(&t, &before_birth),
+        Err(StoreError::Invalid(_))
+    ));
     before_birth.exam_date = Some(date!(2015 - 03 - 07));
-    assert!(store.insert_analysis(&t, &before_birth).is_ok(), "the birth day itself is fine");
+    assert!(
+        store.insert_analysis(&t, &before_birth).is_ok(),
+        "the birth day itself is fine"
+    );
 
     let cases: [fn(&mut NewAnalysis<'_>); 7] = [
         |a| a.bone_age_months = f64::NAN,
@@ -690,9 +797,14 @@ fn unreadable_stored_values_are_reported_as_corrupt() {
     let store = open(&dir);
     let t = store.local_tenant().unwrap();
     let img = b"img".to_vec();
-    store.insert_analysis(&t, &analysis("r1", None, &img, false)).unwrap();
+    store
+        .insert_analysis(&t, &analysis("r1", None, &img, false))
+        .unwrap();
     raw(&dir)
-        .execute("UPDATE analyses SET result_json = '{not json' WHERE id = 'r1'", [])
+        .execute(
+            "UPDATE analyses SET result_json = '{not json' WHERE id = 'r1'",
+            [],
+        )
         .unwrap();
     match store.get_analysis(&t, "r1") {
         Err(e @ StoreError::Corrupt(_)) => assert_eq!(e.status(), 500),
@@ -706,7 +818,126 @@ fn error_codes_and_statuses() {
     assert_eq!(StoreError::NotFound.status(), 404);
     assert_eq!(StoreError::Conflict(String::new()).status(), 409);
     assert_eq!(StoreError::Invalid(String::new()).status(), 400);
-    let too_new = StoreError::TooNew { found: 9, supported: 1 };
+    let too_new = StoreError::TooNew {
+        found: 9,
+        supported: 1,
+    };
     assert_eq!(too_new.status(), 500);
     assert_eq!(too_new.code(), "storage_failed");
+}
+
+/// Set in the child process of the kill -9 test: the database to write to.
+const CRASH_CHILD_ENV: &str = "BONEAGE_STORE_CRASH_CHILD_DB";
+
+/// The child of the kill -9 test: inserts analyses with kept images as fast as it
+/// can and prints `ack <id>` after each insert returned, until killed.
+fn crash_child(db: &Path) {
+    use std::io::Write;
+    let store = Store::open(db).unwrap();
+    let t = store.local_tenant().unwrap();
+    let p = store.create_patient(&t, &patient("P-crash")).unwrap();
+    let started = std::time::Instant::now();
+    let mut stdout = std::io::stdout();
+    for i in 0..100_000u32 {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            break; // the parent is gone; never run forever
+        }
+        let bytes: Vec<u8> = (0..20_000u32)
+            .map(|k| (k.wrapping_mul(31) ^ i) as u8)
+            .collect();
+        let id = format!("crash-{i}");
+        store
+            .insert_analysis(&t, &analysis(&id, Some(&p.id), &bytes, true))
+            .unwrap();
+        writeln!(stdout, "ack {id}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_analysis_and_leaves_no_half_written_one() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    if let Some(db) = std::env::var_os(CRASH_CHILD_ENV) {
+        crash_child(Path::new(&db));
+        return;
+    }
+    let dir = TestDir::new();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::kill_9_loses_no_acknowledged_analysis_and_leaves_no_half_written_one",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_ENV, dir.db())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    while acked.len() < 25 {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(id) = line.strip_prefix("ack ") {
+                    acked.push(id.to_string());
+                }
+            }
+            _ => panic!("the child stopped before 25 inserts"),
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    // Acknowledgements already in the pipe count too.
+    for line in lines.map_while(Result::ok) {
+        if let Some(id) = line.strip_prefix("ack ") {
+            acked.push(id.to_string());
+        }
+    }
+
+    let store = open(&dir);
+    let t = store.local_tenant().unwrap();
+    for id in &acked {
+        let a = store.get_analysis(&t, id).unwrap();
+        let a = a.unwrap_or_else(|| panic!("acknowledged {id} was lost"));
+        let path = a.image_path.unwrap();
+        assert_eq!(sha256_hex(&std::fs::read(path).unwrap()), a.image_sha256);
+    }
+    let conn = raw(&dir);
+    let exams = count(&conn, "exams");
+    println!(
+        "kill -9 after {} acknowledged inserts; {exams} exams committed",
+        acked.len()
+    );
+    assert_eq!(
+        exams,
+        count(&conn, "analyses"),
+        "an exam without its analysis"
+    );
+    assert!(exams as usize >= acked.len());
+    assert!(
+        exams as usize <= acked.len() + 1,
+        "at most the one in flight"
+    );
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    // Every committed exam's kept image is complete on disk.
+    for a in store
+        .patient_analyses(
+            &t,
+            &store
+                .find_patient_by_external_id(&t, "P-crash")
+                .unwrap()
+                .unwrap()
+                .id,
+        )
+        .unwrap()
+    {
+        let bytes = std::fs::read(a.image_path.unwrap()).unwrap();
+        assert_eq!(sha256_hex(&bytes), a.image_sha256);
+    }
 }
