@@ -20,6 +20,7 @@ pub mod preprocess;
 pub mod quality;
 pub mod report;
 pub mod scoring;
+pub mod store;
 pub mod synth;
 
 use serde::{Deserialize, Serialize};
