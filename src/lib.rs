@@ -18,6 +18,7 @@ pub mod model;
 pub mod pool;
 pub mod preprocess;
 pub mod quality;
+pub mod render;
 pub mod report;
 pub mod scoring;
 pub mod store;
