@@ -24,10 +24,7 @@ fn bench(c: &mut Criterion) {
     let spec = model.preprocess_spec().clone();
     let img = decode(&png8, &limits).expect("decode");
     let tensor = preprocess(&img, &spec).expect("preprocess");
-    let req = AnalysisRequest {
-        sex: Sex::Male,
-        chronological_age_months: Some(120.0),
-    };
+    let req = AnalysisRequest::new(Sex::Male, Some(120.0));
     let input = boneage::report::InputInfo {
         format: img.format,
         width: img.width,

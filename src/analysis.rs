@@ -11,12 +11,13 @@ use crate::decode::{self, DecodeLimits, GreyImage};
 use crate::dicom::DicomHeader;
 use crate::error::AnalysisError;
 use crate::growth;
+use crate::growth::height::HeightReference;
 use crate::model::{Backend, ModelInfo, ModelOutput, StageBasis};
 use crate::preprocess;
 use crate::quality::{self, Corrections, ShapeFit};
 use crate::report::{
-    AnalysisReport, BoneAge, FieldSource, InputInfo, Joint, Landmark, ModelRef, Point, Quality,
-    SdsDetail, ShapeCheck, SourceInfo, Timings, Tw3,
+    AnalysisReport, BoneAge, ExamGrowth, FieldSource, InputInfo, Joint, Landmark, Measurements,
+    ModelRef, Origin, Point, Quality, SdsDetail, ShapeCheck, SourceInfo, Timings, Tw3,
 };
 use crate::scoring::{self, Bone};
 use crate::Sex;
@@ -31,6 +32,25 @@ const MAX_AGE_MONTHS: f64 = 240.0;
 pub struct AnalysisRequest {
     pub sex: Sex,
     pub chronological_age_months: Option<f64>,
+    /// ISO dates, when the request or the DICOM header gave them.
+    pub birth_date: Option<String>,
+    pub exam_date: Option<String>,
+    pub measurements: Measurements,
+    pub height_reference: HeightReference,
+}
+
+impl AnalysisRequest {
+    /// A request with only sex and (optionally) age: no dates, no measurements.
+    pub fn new(sex: Sex, chronological_age_months: Option<f64>) -> Self {
+        AnalysisRequest {
+            sex,
+            chronological_age_months,
+            birth_date: None,
+            exam_date: None,
+            measurements: Measurements::default(),
+            height_reference: HeightReference::default(),
+        }
+    }
 }
 
 /// The request's fields as text, exactly as a face received them.
@@ -40,7 +60,30 @@ pub struct RawFields {
     pub chronological_age_months: Option<String>,
     pub birth_date: Option<String>,
     pub exam_date: Option<String>,
+    pub height_cm: Option<String>,
+    pub weight_kg: Option<String>,
+    pub mother_height_cm: Option<String>,
+    pub father_height_cm: Option<String>,
+    pub tw2_rus_bone_age_months: Option<String>,
+    pub menarche: Option<String>,
+    pub height_reference: Option<String>,
+    /// The exam date to use when neither the request nor a DICOM header gives one
+    /// (a face sets it, e.g. to today's date for an exam filed under a patient).
+    /// Not a request field.
+    pub exam_date_fallback: Option<String>,
+    /// The fields (`sex`, `birth_date`) a face filled from a stored patient record,
+    /// so that `source` says so. Not a request field.
+    pub from_patient: Vec<&'static str>,
 }
+
+/// A measured quantity the request may carry: API name, unit word, accepted range.
+const MEASURES: [(&str, &str, f64, f64); 5] = [
+    ("height_cm", "cm", 30.0, 250.0),
+    ("weight_kg", "kg", 0.5, 300.0),
+    ("mother_height_cm", "cm", 100.0, 250.0),
+    ("father_height_cm", "cm", 100.0, 250.0),
+    ("tw2_rus_bone_age_months", "months", 0.0, MAX_AGE_MONTHS),
+];
 
 impl RawFields {
     /// Sets a field by its API name; unknown names are an error (typos must not pass silently).
@@ -50,6 +93,13 @@ impl RawFields {
             "chronological_age_months" | "age_months" => &mut self.chronological_age_months,
             "birth_date" => &mut self.birth_date,
             "exam_date" => &mut self.exam_date,
+            "height_cm" => &mut self.height_cm,
+            "weight_kg" => &mut self.weight_kg,
+            "mother_height_cm" => &mut self.mother_height_cm,
+            "father_height_cm" => &mut self.father_height_cm,
+            "tw2_rus_bone_age_months" => &mut self.tw2_rus_bone_age_months,
+            "menarche" => &mut self.menarche,
+            "height_reference" => &mut self.height_reference,
             _ => {
                 return Err(AnalysisError::InvalidField {
                     field: "fields",
@@ -96,7 +146,75 @@ impl RawFields {
         {
             return Err(both_ages());
         }
+        self.measurements()?;
+        self.reference()?;
         Ok(())
+    }
+
+    /// The measurements, validated (each optional; a present one must be a number
+    /// in its plausible range).
+    pub fn measurements(&self) -> Result<Measurements, AnalysisError> {
+        let texts = [
+            &self.height_cm,
+            &self.weight_kg,
+            &self.mother_height_cm,
+            &self.father_height_cm,
+            &self.tw2_rus_bone_age_months,
+        ];
+        let mut vals = [None; 5];
+        for (i, ((name, unit, lo, hi), text)) in MEASURES.iter().zip(texts).enumerate() {
+            if let Some(t) = text {
+                let v: f64 = t
+                    .trim()
+                    .parse()
+                    .map_err(|_| AnalysisError::invalid(name, format!("{t:?} is not a number")))?;
+                if !v.is_finite() || v < *lo || v > *hi {
+                    return Err(AnalysisError::invalid(
+                        name,
+                        format!("{v} is outside the plausible range {lo}–{hi} {unit}"),
+                    ));
+                }
+                vals[i] = Some(v);
+            }
+        }
+        let menarche = match self
+            .menarche
+            .as_deref()
+            .map(|t| t.trim().to_ascii_lowercase())
+        {
+            None => None,
+            Some(t) => match t.as_str() {
+                "true" | "yes" | "1" | "post" | "postmenarcheal" => Some(true),
+                "false" | "no" | "0" | "pre" | "premenarcheal" => Some(false),
+                _ => {
+                    return Err(AnalysisError::invalid(
+                        "menarche",
+                        format!("{t:?} is not `true` (postmenarcheal) or `false` (premenarcheal)"),
+                    ))
+                }
+            },
+        };
+        let [height_cm, weight_kg, mother_height_cm, father_height_cm, tw2_rus_bone_age_months] =
+            vals;
+        Ok(Measurements {
+            height_cm,
+            weight_kg,
+            mother_height_cm,
+            father_height_cm,
+            tw2_rus_bone_age_months,
+            menarche,
+        })
+    }
+
+    fn reference(&self) -> Result<HeightReference, AnalysisError> {
+        match self.height_reference.as_deref().map(str::trim) {
+            None | Some("who") => Ok(HeightReference::Who),
+            Some("cdc") => Ok(HeightReference::Cdc),
+            Some(t) => Err(AnalysisError::invalid(
+                "height_reference",
+                format!("{t:?} is not `who` (WHO 2006/2007) or `cdc` (CDC 2000)"),
+            )),
+        }
     }
 
     /// Validates the fields into a request, filling what the request left out from
@@ -107,6 +225,8 @@ impl RawFields {
         self,
         header: Option<&DicomHeader>,
     ) -> Result<(AnalysisRequest, Vec<FieldSource>), AnalysisError> {
+        let measurements = self.measurements()?;
+        let height_reference = self.reference()?;
         let mut sources = Vec::new();
         let h_sex = header.and_then(|h| h.patient_sex.clone());
         let sex = match (self.sex, h_sex) {
@@ -140,6 +260,7 @@ impl RawFields {
             (Some(b), Some(e)) => age_from_dates(b, e).ok(),
             _ => None,
         };
+        let mut dates: (Option<String>, Option<String>) = (None, None);
         let chronological_age_months = if let Some(t) = self.chronological_age_months {
             if self.birth_date.is_some() || self.exam_date.is_some() {
                 return Err(both_ages());
@@ -159,8 +280,9 @@ impl RawFields {
                             from_header: Option<String>| {
                 match (given, from_header) {
                     (Some(g), h) => {
-                        let conflict = h.as_deref().is_some_and(|h| h != g.trim());
-                        sources.push(FieldSource::request(field, g.trim(), h, conflict));
+                        let g = g.trim().to_string();
+                        let conflict = h.as_deref().is_some_and(|h| h != g);
+                        sources.push(FieldSource::request(field, &g, h, conflict));
                         Some((g, false))
                     }
                     (None, Some(h)) => {
@@ -171,7 +293,18 @@ impl RawFields {
                 }
             };
             let birth = pick("birth_date", self.birth_date, h_birth);
-            let exam = pick("exam_date", self.exam_date, h_exam);
+            let mut exam = pick("exam_date", self.exam_date, h_exam);
+            if exam.is_none() && birth.is_some() {
+                if let Some(d) = self.exam_date_fallback {
+                    parse_date("exam_date", &d)?;
+                    sources.push(FieldSource::server("exam_date", d.trim()));
+                    exam = Some((d.trim().to_string(), false));
+                }
+            }
+            dates = (
+                birth.as_ref().map(|(b, _)| b.clone()),
+                exam.as_ref().map(|(e, _)| e.clone()),
+            );
             match (birth, exam) {
                 // Dates that both come from the header and make no sense (exam
                 // before birth, beyond the references) give no age rather than an error.
@@ -193,10 +326,21 @@ impl RawFields {
                 _ => None,
             }
         };
+        // Fields a face filled from a stored patient record say so.
+        for s in sources.iter_mut() {
+            if self.from_patient.contains(&s.field) && s.from == Origin::Request {
+                s.from = Origin::Patient;
+            }
+        }
+        let (birth_date, exam_date) = dates;
         Ok((
             AnalysisRequest {
                 sex,
                 chronological_age_months,
+                birth_date,
+                exam_date,
+                measurements,
+                height_reference,
             },
             sources,
         ))
@@ -609,6 +753,31 @@ pub fn build_report(
         },
     };
 
+    let m = req.measurements;
+    let (height_for_age, height_for_age_reason) = match (m.height_cm, req.chronological_age_months)
+    {
+        (None, _) => (None, Some("no height given".to_string())),
+        (Some(_), None) => (None, Some("no chronological age given".to_string())),
+        (Some(h), Some(ca)) => {
+            match growth::height::height_for_age(req.sex, ca, h, req.height_reference) {
+                Ok(v) => (Some(v), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        }
+    };
+    let adult_height =
+        growth::adult_height::predict_adult_height(&growth::adult_height::AdultHeightInput {
+            sex: req.sex,
+            chronological_age_months: req.chronological_age_months,
+            bone_age_months: Some(months),
+            height_cm: m.height_cm,
+            weight_kg: m.weight_kg,
+            mother_height_cm: m.mother_height_cm,
+            father_height_cm: m.father_height_cm,
+            tw2_rus_bone_age_months: m.tw2_rus_bone_age_months,
+            menarche: m.menarche,
+        });
+
     AnalysisReport {
         id: uuid::Uuid::new_v4().to_string(),
         model: ModelRef {
@@ -626,6 +795,15 @@ pub fn build_report(
             rus_bone_age_months: rus.months,
             rus_bone_age_reason: rus.reason.map(|r| r.to_string()),
             stage_bases,
+        },
+        patient_id: None,
+        exam_date: req.exam_date.clone(),
+        measurements: m,
+        growth: ExamGrowth {
+            height_reference: req.height_reference,
+            height_for_age,
+            height_for_age_reason,
+            adult_height,
         },
         joints,
         landmarks,
@@ -786,10 +964,7 @@ mod tests {
             stage_probs: probs,
             joint_points: vec![[0.5, 0.25], [1.5, -0.1]],
         };
-        let req = AnalysisRequest {
-            sex: Sex::Male,
-            chronological_age_months: Some(120.0),
-        };
+        let req = AnalysisRequest::new(Sex::Male, Some(120.0));
         let info = ModelInfo {
             name: "m".into(),
             version: "1".into(),

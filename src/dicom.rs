@@ -298,7 +298,7 @@ fn explicit_len(b: &[u8], pos: usize, be: bool) -> Option<(usize, usize)> {
         } else {
             u32::from_le_bytes([l[0], l[1], l[2], l[3]])
         };
-        (v == u32::MAX || v as usize % unit == 0).then_some((v as usize, 12))
+        (v == u32::MAX || (v as usize).is_multiple_of(unit)).then_some((v as usize, 12))
     } else {
         let l = b.get(pos + 6..pos + 8)?;
         let v = if be {
@@ -306,7 +306,7 @@ fn explicit_len(b: &[u8], pos: usize, be: bool) -> Option<(usize, usize)> {
         } else {
             u16::from_le_bytes([l[0], l[1]])
         };
-        (v as usize % unit == 0).then_some((v as usize, 8))
+        (v as usize).is_multiple_of(unit).then_some((v as usize, 8))
     }
 }
 

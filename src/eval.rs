@@ -124,10 +124,7 @@ pub fn predict(analyzer: &Analyzer, row: &ManifestRow) -> Prediction {
             return p;
         }
     };
-    let req = AnalysisRequest {
-        sex: row.sex,
-        chronological_age_months: None,
-    };
+    let req = AnalysisRequest::new(row.sex, None);
     match analyzer.analyze(&bytes, &req) {
         Ok(r) => {
             p.predicted_months = Some(r.bone_age.months);

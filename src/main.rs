@@ -11,6 +11,7 @@ use boneage::analysis::{Analyzer, RawFields};
 use boneage::decode::DecodeLimits;
 use boneage::http::{self, AppState, ServerOptions};
 use boneage::model::{Backend, TractModel};
+use boneage::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,48 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Bearer tokens: each binds a caller to a tenant (a hospital or an integration).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a tenant (created if new); prints the token alone on stdout.
+    /// It is stored only as a hash: keep it now, it cannot be shown again.
+    Create {
+        /// Tenant name, e.g. the hospital.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token (give the token itself or its id from `token list`).
+    Revoke {
+        token_or_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tokens (id, tenant, created, revoked); never the tokens themselves.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DbArgs {
+    /// The SQLite database (created with its folders if missing).
+    #[arg(long = "db", env = "BONEAGE_DB", default_value = "./data/boneage.db")]
+    path: PathBuf,
+}
+
+impl DbArgs {
+    fn open(&self) -> Result<Store> {
+        Store::open(&self.path).with_context(|| format!("opening {}", self.path.display()))
+    }
 }
 
 #[derive(Subcommand)]
@@ -71,6 +114,8 @@ struct ServeArgs {
     /// Largest request body in bytes (larger → 413).
     #[arg(long, env = "BONEAGE_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Args)]
@@ -89,6 +134,21 @@ struct AnalyzeArgs {
     /// Exam date (ISO). DICOM: StudyDate, else AcquisitionDate.
     #[arg(long)]
     exam_date: Option<String>,
+    /// Height (cm): height-for-age and predicted adult height.
+    #[arg(long)]
+    height_cm: Option<String>,
+    /// Weight (kg).
+    #[arg(long)]
+    weight_kg: Option<String>,
+    /// Mother's height (cm).
+    #[arg(long)]
+    mother_height_cm: Option<String>,
+    /// Father's height (cm).
+    #[arg(long)]
+    father_height_cm: Option<String>,
+    /// Height reference: who (WHO 2006/2007, default) or cdc (CDC 2000).
+    #[arg(long)]
+    height_reference: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -203,6 +263,12 @@ fn main() -> Result<()> {
                 chronological_age_months: args.age_months,
                 birth_date: args.birth_date,
                 exam_date: args.exam_date,
+                height_cm: args.height_cm,
+                weight_kg: args.weight_kg,
+                mother_height_cm: args.mother_height_cm,
+                father_height_cm: args.father_height_cm,
+                height_reference: args.height_reference,
+                ..Default::default()
             };
             match analyzer.analyze_upload(&bytes, fields) {
                 Ok(report) => {
@@ -257,6 +323,7 @@ fn main() -> Result<()> {
                 .with_context(|| format!("writing {}", args.out.display()))?;
             Ok(())
         }
+        Command::Token { command } => token(command),
         Command::Model {
             command: ModelCommand::Info(args),
         } => {
@@ -289,7 +356,27 @@ fn serve(args: ServeArgs) -> Result<()> {
         options.workers = w;
     }
     let workers = options.workers;
-    let state = AppState::new(analyzer, options)?;
+    let store = args.db.open()?;
+    let auth = http::AuthMode::from_store(&store).context("reading the tokens")?;
+    if auth.is_local() {
+        if !args.listen.ip().is_loopback() {
+            bail!(
+                "no bearer token is configured, so the service runs in single-tenant local mode, \
+                 which only listens on loopback; {} is not. Create a token first: \
+                 `boneage token create --tenant NAME --db {}`",
+                args.listen,
+                args.db.path.display()
+            );
+        }
+        tracing::warn!(
+            "local mode: no bearer tokens configured; one tenant, no authentication, loopback only"
+        );
+        eprintln!("boneage: local mode (no tokens configured): single tenant, no authentication, listening on loopback only");
+    } else {
+        tracing::info!("bearer tokens required");
+    }
+    tracing::info!(db = %args.db.path.display(), "database open");
+    let state = AppState::new(analyzer, Arc::new(store), auth, options)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -303,6 +390,30 @@ fn serve(args: ServeArgs) -> Result<()> {
         http::serve(listener, state, http::shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+fn token(command: TokenCommand) -> Result<()> {
+    match command {
+        TokenCommand::Create { tenant, db } => {
+            let t = db.open()?.create_token(&tenant)?;
+            eprintln!(
+                "token {} for tenant {:?} created; it is shown once",
+                t.id, t.tenant
+            );
+            println!("{}", t.token);
+        }
+        TokenCommand::Revoke { token_or_id, db } => {
+            if !db.open()?.revoke_token(&token_or_id)? {
+                bail!("no active token matches");
+            }
+            eprintln!("revoked");
+        }
+        TokenCommand::List { db } => {
+            let list = db.open()?.list_tokens()?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+    }
+    Ok(())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {

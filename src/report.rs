@@ -6,6 +6,8 @@ use utoipa::ToSchema;
 
 use crate::decode::SourceFormat;
 use crate::dicom::DicomHeader;
+use crate::growth::adult_height::AdultHeight;
+use crate::growth::height::{HeightForAge, HeightReference};
 use crate::growth::BoneAgeSds;
 use crate::model::StageBasis;
 use crate::quality::{Corrections, Exposure};
@@ -27,6 +29,16 @@ pub struct AnalysisReport {
     /// How `bone_age_sds` was computed, or why it is null.
     pub bone_age_sds_detail: SdsDetail,
     pub tw3: Tw3,
+    /// The patient this exam is filed under (`POST /v1/analyses` with
+    /// `patient_id` or `external_id`); null for an anonymous analysis.
+    pub patient_id: Option<String>,
+    /// ISO date of the exam, when the request, the DICOM header or the patient
+    /// filing gave one.
+    pub exam_date: Option<String>,
+    /// The measurements given with the exam.
+    pub measurements: Measurements,
+    /// Height-for-age and predicted adult height for this exam.
+    pub growth: ExamGrowth,
     /// The 13 TW3 RUS bones in fixed order.
     pub joints: Vec<Joint>,
     /// Every joint the model locates (the RUS joints and more, e.g. the wrist), in
@@ -96,6 +108,10 @@ pub struct SourceInfo {
 pub enum Origin {
     Request,
     Dicom,
+    /// The stored patient record (`patient_id` / `external_id` of the request).
+    Patient,
+    /// The server: the date the exam was filed, when nothing else gave one.
+    Server,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -123,6 +139,16 @@ impl FieldSource {
             from: Origin::Request,
             dicom_value,
             conflict,
+        }
+    }
+
+    pub fn server(field: &'static str, value: &str) -> Self {
+        FieldSource {
+            field,
+            value: value.to_string(),
+            from: Origin::Server,
+            dicom_value: None,
+            conflict: false,
         }
     }
 
@@ -227,4 +253,31 @@ pub struct Timings {
     pub inference: f64,
     pub scoring: f64,
     pub total: f64,
+}
+
+/// Body measurements and family heights given with an exam; each optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub struct Measurements {
+    pub height_cm: Option<f64>,
+    pub weight_kg: Option<f64>,
+    pub mother_height_cm: Option<f64>,
+    pub father_height_cm: Option<f64>,
+    /// A TW2 RUS bone age rated by a reader (months): the input of the Tanner 1975
+    /// adult-height prediction. The model's own bone age is on the Greulich–Pyle scale.
+    pub tw2_rus_bone_age_months: Option<f64>,
+    /// Girls: `true` once menarche has occurred (Tanner 1975 splits by it).
+    pub menarche: Option<bool>,
+}
+
+/// Growth figures of one exam.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExamGrowth {
+    pub height_reference: HeightReference,
+    /// Height-for-age z-score and percentile; null without a height and an age, or
+    /// outside the reference.
+    pub height_for_age: Option<HeightForAge>,
+    pub height_for_age_reason: Option<String>,
+    /// Predicted adult height by every method whose inputs are given, and why the
+    /// others could not run.
+    pub adult_height: AdultHeight,
 }

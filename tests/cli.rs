@@ -51,10 +51,7 @@ fn analyze_prints_the_same_json_as_the_library() {
     assert_eq!(v["chronological_age_months"], 130.0);
 
     let analyzer = boneage::analysis::Analyzer::new(default_model(), Default::default());
-    let req = boneage::analysis::AnalysisRequest {
-        sex: boneage::Sex::Female,
-        chronological_age_months: Some(130.0),
-    };
+    let req = boneage::analysis::AnalysisRequest::new(boneage::Sex::Female, Some(130.0));
     let lib = serde_json::to_value(analyzer.analyze(&bytes, &req).unwrap()).unwrap();
     for k in [
         "bone_age",
@@ -127,7 +124,8 @@ fn a_model_without_the_contract_is_refused_with_a_clear_message() {
 #[test]
 fn serve_listens_answers_and_shuts_down_gracefully() {
     let mut child = bin()
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--db"])
+        .arg(tmp("serve.db"))
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -245,4 +243,98 @@ fn synth_bench_and_eval() {
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 4);
     assert!(rows[3].ends_with("corrupt_image"), "{}", rows[3]);
+}
+
+#[test]
+fn tokens_and_local_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    // without a token: local mode, loopback only
+    let out = bin()
+        .args(["serve", "--listen", "0.0.0.0:0", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no tokens: must refuse 0.0.0.0");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("token create"), "{err}");
+
+    // `token create` prints the token alone on stdout
+    let out = run_ok(
+        bin()
+            .args(["token", "create", "--tenant", "Ward 3"])
+            .env("BONEAGE_DB", &db),
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let token = token.trim_end_matches('\n');
+    assert!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "{token:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(
+            &run_ok(
+                bin()
+                    .args(["token", "create", "--tenant", "Ward 4", "--db"])
+                    .arg(&db)
+            )
+            .stdout
+        )
+        .lines()
+        .count(),
+        1
+    );
+
+    // stored hashed: the token's text is nowhere in the database
+    let raw = std::fs::read(&db).unwrap();
+    let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token is stored in clear"
+        );
+    }
+    // listed without the token itself
+    let list = run_ok(bin().args(["token", "list", "--db"]).arg(&db));
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("Ward 3") && !text.contains(token), "{text}");
+
+    // with tokens, other interfaces are allowed and requests need one
+    let mut child = bin()
+        .args(["serve", "--listen", "0.0.0.0:0", "--workers", "1", "--db"])
+        .arg(&db)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("boneage listening on http://") {
+            break rest.trim().rsplit(':').next().unwrap().to_string();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client();
+        let url = format!("http://127.0.0.1:{port}/v1/patients?external_id=x");
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = c.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // revoked from the CLI while the server runs: refused at once
+        run_ok(bin().args(["token", "revoke", token, "--db"]).arg(&db));
+        let r = c.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    });
+    child.kill().ok();
+    child.wait().ok();
+    let out = bin()
+        .args(["token", "revoke", token, "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "revoking twice fails");
 }

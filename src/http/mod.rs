@@ -1,6 +1,8 @@
 //! The HTTP face: a thin axum router over [`Analyzer`]. CPU work runs on the
 //! bounded [`WorkerPool`], never on the async runtime's threads.
 
+pub mod auth;
+mod history;
 mod metrics;
 mod openapi;
 mod problem;
@@ -22,6 +24,8 @@ use axum::{Json, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use auth::AuthMode;
+pub use history::preferred_lang;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;
 pub use problem::Problem;
@@ -30,6 +34,8 @@ use crate::analysis::{Analyzer, RawFields};
 use crate::model::ModelInfo;
 use crate::pool::WorkerPool;
 use crate::report::AnalysisReport;
+use crate::store::{NewAnalysis, Store, StoreError};
+use auth::Caller;
 
 /// Settings of the HTTP face.
 #[derive(Debug, Clone)]
@@ -59,20 +65,49 @@ pub struct AppState {
     analyzer: Arc<Analyzer>,
     pool: Arc<WorkerPool>,
     metrics: Arc<Metrics>,
+    store: Arc<Store>,
+    auth: AuthMode,
     options: ServerOptions,
 }
 
 impl AppState {
-    pub fn new(analyzer: Arc<Analyzer>, options: ServerOptions) -> std::io::Result<Self> {
+    /// The state of a server over `store`; `auth` says how requests map to tenants
+    /// (usually [`AuthMode::from_store`]).
+    pub fn new(
+        analyzer: Arc<Analyzer>,
+        store: Arc<Store>,
+        auth: AuthMode,
+        options: ServerOptions,
+    ) -> std::io::Result<Self> {
         let pool = WorkerPool::new(options.workers, options.queue_depth)?;
         let metrics = Metrics::new().map_err(std::io::Error::other)?;
         Ok(AppState {
             analyzer,
             pool: Arc::new(pool),
             metrics: Arc::new(metrics),
+            store,
+            auth,
             options,
         })
     }
+}
+
+/// Runs a storage call off the async runtime; storage errors become problems.
+pub(crate) async fn db<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Problem> {
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "a storage task failed",
+            )
+        })?
+        .map_err(Problem::from)
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -82,6 +117,16 @@ pub fn router(state: AppState) -> Router {
     let limit = state.options.max_body_bytes;
     Router::new()
         .route("/v1/analyses", post(create_analysis))
+        .route("/v1/analyses/{id}", get(history::get_analysis))
+        .route("/v1/analyses/{id}/report.html", get(history::analysis_report))
+        .route(
+            "/v1/patients",
+            post(history::create_patient).get(history::find_patients),
+        )
+        .route("/v1/patients/{id}", get(history::get_patient))
+        .route("/v1/patients/{id}/exams", get(history::patient_exams))
+        .route("/v1/patients/{id}/growth", get(history::patient_growth))
+        .route("/v1/patients/{id}/growth.svg", get(history::patient_growth_svg))
         .route("/v1/model", get(model_info))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -145,6 +190,16 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         ("chronological_age_months" = Option<f64>, Query, description = "chronological age in months"),
         ("birth_date" = Option<String>, Query, description = "ISO date; needs exam_date"),
         ("exam_date" = Option<String>, Query, description = "ISO date; needs birth_date"),
+        ("patient_id" = Option<String>, Query, description = "file the exam under this patient (sex and birth date come from the record; the exam date from the request, the DICOM header or today)"),
+        ("external_id" = Option<String>, Query, description = "the same, by the hospital's patient identifier"),
+        ("height_cm" = Option<f64>, Query, description = "height (cm): height-for-age z-score and predicted adult height"),
+        ("weight_kg" = Option<f64>, Query, description = "weight (kg)"),
+        ("mother_height_cm" = Option<f64>, Query, description = "mother's height (cm)"),
+        ("father_height_cm" = Option<f64>, Query, description = "father's height (cm)"),
+        ("tw2_rus_bone_age_months" = Option<f64>, Query, description = "a reader's TW2 RUS bone age (months), for the Tanner 1975 prediction"),
+        ("menarche" = Option<bool>, Query, description = "girls: menarche has occurred (Tanner 1975)"),
+        ("height_reference" = Option<String>, Query, description = "`who` (default) or `cdc`"),
+        ("store_image" = Option<bool>, Query, description = "keep the radiograph (content-addressed) so the exam can be re-scored; default false"),
     ),
     request_body(content_type = "multipart/form-data", description = "the radiograph as an `image` part with the fields as form parts; or a raw application/dicom, image/png, image/jpeg or image/tiff body with the fields as query parameters"),
     responses(
@@ -154,14 +209,16 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         (status = 415, description = "unsupported_format", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "corrupt_image, resolution_too_low, not_a_hand, poor_exposure", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "overloaded (with Retry-After)", body = Problem, content_type = "application/problem+json"),
-    )
+    ),
+    security(("bearer" = []))
 )]
 async fn create_analysis(
     State(state): State<AppState>,
+    Caller(tenant): Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
     req: Request,
-) -> Result<Json<AnalysisReport>, Problem> {
+) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -169,7 +226,7 @@ async fn create_analysis(
             format!("query string: {}", e.body_text()),
         )
     })?;
-    let mut fields = RawFields::default();
+    let mut fields = UploadFields::default();
     for (k, v) in query {
         fields.set(&k, v)?;
     }
@@ -211,16 +268,56 @@ async fn create_analysis(
             ),
         ));
     };
+    let UploadFields {
+        raw: mut fields,
+        patient_id,
+        external_id,
+        store_image,
+    } = fields;
     // Fields are checked now; the ones a DICOM header can supply may still be missing.
     fields.precheck()?;
+    let patient = match (patient_id, external_id) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "give either patient_id or external_id, not both",
+            ))
+        }
+        (id, ext) => {
+            let t = tenant.clone();
+            let shown = id.clone().or(ext.clone()).unwrap_or_default();
+            let found = db(&state, move |s| match (id, ext) {
+                (Some(id), _) => s.get_patient(&t, &id),
+                (None, Some(ext)) => s.find_patient_by_external_id(&t, &ext),
+                (None, None) => Ok(None),
+            })
+            .await?;
+            let p = found.ok_or_else(|| {
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "no patient {:?}: create it first with POST /v1/patients",
+                        shown.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?;
+            file_under_patient(&mut fields, &p)?;
+            Some(p)
+        }
+    };
     if !crate::dicom::is_dicom(&image) && fields.sex.is_none() {
         fields.clone().into_request()?;
     }
 
     let analyzer = Arc::clone(&state.analyzer);
+    let inputs = inputs_json(&fields, store_image);
+    let upload = image.clone();
     let rx = state
         .pool
-        .try_run(move || analyzer.analyze_upload(&image, fields))
+        .try_run(move || analyzer.analyze_upload(&upload, fields))
         .map_err(|_| {
             tracing::warn!("queue full, shedding request");
             Problem::overloaded()
@@ -234,21 +331,178 @@ async fn create_analysis(
         )
     })?;
     update_pool_gauges(&state);
-    match result {
-        Ok(report) => {
-            state.metrics.observe_stages(&report.timings_ms);
-            tracing::info!(
-                analysis_id = %report.id,
-                total_ms = report.timings_ms.total,
-                "analysis done"
-            );
-            Ok(Json(report))
-        }
+    let mut report = match result {
+        Ok(report) => report,
         Err(e) => {
             tracing::info!(code = e.code(), "analysis refused");
-            Err(e.into())
+            return Err(e.into());
+        }
+    };
+    state.metrics.observe_stages(&report.timings_ms);
+    report.patient_id = patient.as_ref().map(|p| p.id.clone());
+    // Acknowledged only once stored: the row (and the image, when kept) is durable
+    // before the answer leaves.
+    let stored = report.clone();
+    let kept = store_image.then_some(image);
+    db(&state, move |s| {
+        let rec = new_analysis(&stored, inputs, kept.as_deref())?;
+        s.insert_analysis(&tenant, &rec)
+    })
+    .await?;
+    tracing::info!(
+        analysis_id = %report.id,
+        total_ms = report.timings_ms.total,
+        "analysis done"
+    );
+    let location = format!("/v1/analyses/{}", report.id);
+    Ok(([(header::LOCATION, location)], Json(report)).into_response())
+}
+
+/// The fields of an upload: the analysis's own, and where to file it.
+#[derive(Debug, Default)]
+struct UploadFields {
+    raw: RawFields,
+    patient_id: Option<String>,
+    external_id: Option<String>,
+    store_image: bool,
+}
+
+impl UploadFields {
+    fn set(&mut self, name: &str, value: String) -> Result<(), Problem> {
+        let too_long = |n: &str| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                format!("field `{n}` is longer than 128 bytes"),
+            )
+        };
+        match name {
+            "patient_id" | "external_id" => {
+                let v = value.trim().to_string();
+                if v.len() > 128 {
+                    return Err(too_long(name));
+                }
+                if name == "patient_id" {
+                    self.patient_id = Some(v);
+                } else {
+                    self.external_id = Some(v);
+                }
+            }
+            "store_image" => {
+                self.store_image = match value.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(Problem::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_field",
+                            "store_image: give `true` or `false`",
+                        ))
+                    }
+                }
+            }
+            _ => self.raw.set(name, value)?,
+        }
+        Ok(())
+    }
+}
+
+/// Fills sex and birth date from the patient record; a request that contradicts
+/// the record is refused rather than filed under the wrong child.
+fn file_under_patient(fields: &mut RawFields, p: &crate::store::Patient) -> Result<(), Problem> {
+    let clash = |what: &str| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("{what} contradicts the patient record; correct the record or the request"),
+        )
+    };
+    if fields.chronological_age_months.is_some() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "an exam filed under a patient takes its age from the birth date and the exam \
+             date: give exam_date (or let the DICOM StudyDate or today's date give it), \
+             not chronological_age_months",
+        ));
+    }
+    match fields.sex.as_deref().map(crate::Sex::parse) {
+        Some(Some(s)) if s != p.sex => return Err(clash("sex")),
+        Some(_) => {}
+        None => {
+            fields.sex = Some(p.sex.as_str().to_string());
+            fields.from_patient.push("sex");
         }
     }
+    let birth = history::iso(p.birth_date);
+    match fields.birth_date.as_deref() {
+        Some(b) if b.trim() != birth => return Err(clash("birth_date")),
+        Some(_) => {}
+        None => {
+            fields.birth_date = Some(birth);
+            fields.from_patient.push("birth_date");
+        }
+    }
+    fields.exam_date_fallback = Some(history::iso(time::OffsetDateTime::now_utc().date()));
+    Ok(())
+}
+
+/// The request's fields as received (the inputs a re-scoring needs again).
+fn inputs_json(f: &RawFields, store_image: bool) -> serde_json::Value {
+    serde_json::json!({
+        "sex": f.sex,
+        "chronological_age_months": f.chronological_age_months,
+        "birth_date": f.birth_date,
+        "exam_date": f.exam_date,
+        "exam_date_fallback": f.exam_date_fallback,
+        "height_cm": f.height_cm,
+        "weight_kg": f.weight_kg,
+        "mother_height_cm": f.mother_height_cm,
+        "father_height_cm": f.father_height_cm,
+        "tw2_rus_bone_age_months": f.tw2_rus_bone_age_months,
+        "menarche": f.menarche,
+        "height_reference": f.height_reference,
+        "from_patient": f.from_patient,
+        "store_image": store_image,
+    })
+}
+
+fn new_analysis<'a>(
+    report: &AnalysisReport,
+    mut inputs: serde_json::Value,
+    image: Option<&'a [u8]>,
+) -> Result<NewAnalysis<'a>, StoreError> {
+    let result = serde_json::to_value(report)
+        .map_err(|e| StoreError::Corrupt(format!("the report could not be serialised: {e}")))?;
+    inputs["source"] = result["source"].clone();
+    let exam_date =
+        match report.exam_date.as_deref() {
+            None => None,
+            Some(d) => Some(history::parse_iso_date(d).ok_or_else(|| {
+                StoreError::Invalid(format!("exam date {d:?} is not an ISO date"))
+            })?),
+        };
+    let m = &report.measurements;
+    Ok(NewAnalysis {
+        id: report.id.clone(),
+        patient_id: report.patient_id.clone(),
+        exam_date,
+        chronological_age_months: report.chronological_age_months,
+        sex: report.sex,
+        bone_age_months: report.bone_age.months,
+        bone_age_sd_months: report.bone_age.sd_months,
+        height_cm: m.height_cm,
+        weight_kg: m.weight_kg,
+        mother_height_cm: m.mother_height_cm,
+        father_height_cm: m.father_height_cm,
+        image_sha256: report.input.sha256.clone(),
+        image,
+        inputs_json: inputs,
+        result_json: result,
+        model_name: report.model.name.clone(),
+        model_version: report.model.version.clone(),
+        model_sha256: report.model.sha256.clone(),
+    })
 }
 
 fn update_pool_gauges(state: &AppState) {
@@ -262,7 +516,7 @@ fn update_pool_gauges(state: &AppState) {
 async fn read_multipart(
     state: &AppState,
     req: Request,
-    fields: &mut RawFields,
+    fields: &mut UploadFields,
 ) -> Result<Bytes, Problem> {
     let mut mp = axum::extract::Multipart::from_request(req, state)
         .await

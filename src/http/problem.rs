@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error::AnalysisError;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -47,6 +48,29 @@ impl From<AnalysisError> for Problem {
     fn from(e: AnalysisError) -> Self {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Problem::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such record for this tenant",
+            ),
+            StoreError::Conflict(why) => Problem::new(StatusCode::CONFLICT, "conflict", why),
+            StoreError::Invalid(why) => Problem::new(StatusCode::BAD_REQUEST, "invalid_field", why),
+            other => {
+                // The error names tables and paths, never patient data.
+                tracing::error!(error = %other, "storage failed");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_failed",
+                    "the record could not be read or written; nothing was acknowledged",
+                )
+            }
+        }
     }
 }
 

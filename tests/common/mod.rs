@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use boneage::analysis::Analyzer;
 use boneage::decode::DecodeLimits;
-use boneage::http::{AppState, ServerOptions};
+use boneage::http::{AppState, AuthMode, ServerOptions};
 use boneage::model::{Backend, TractModel};
+use boneage::store::Store;
 use boneage::synth::{self, HandParams};
 
 /// The embedded default model, loaded once per test binary (`BONEAGE_TEST_MODEL`
@@ -27,14 +28,32 @@ pub fn default_model() -> Arc<dyn Backend> {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub base: String,
+    /// The server's database (in a temporary folder unless the test gave one).
+    pub store: Arc<Store>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
+    /// A server in local mode over a fresh database in a temporary folder.
     pub async fn start(model: Arc<dyn Backend>, options: ServerOptions) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("boneage.db")).expect("store"));
+        let mut srv = Self::start_with(model, options, store).await;
+        srv._dir = Some(dir);
+        srv
+    }
+
+    /// A server over `store`, in the mode its tokens imply (as `boneage serve`).
+    pub async fn start_with(
+        model: Arc<dyn Backend>,
+        options: ServerOptions,
+        store: Arc<Store>,
+    ) -> TestServer {
         let analyzer = Arc::new(Analyzer::new(model, DecodeLimits::default()));
-        let state = AppState::new(analyzer, options).expect("state");
+        let auth = AuthMode::from_store(&store).expect("auth mode");
+        let state = AppState::new(analyzer, Arc::clone(&store), auth, options).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -46,8 +65,10 @@ impl TestServer {
         TestServer {
             addr,
             base: format!("http://{addr}"),
+            store,
             shutdown: Some(tx),
             handle: Some(handle),
+            _dir: None,
         }
     }
 
