@@ -24,8 +24,11 @@ use super::Lang;
 use crate::growth::height::HeightReference;
 use crate::growth::series::GrowthSeries;
 
-pub(super) const WIDTH: u32 = 1000;
-pub(super) const HEIGHT: u32 = 460;
+const WIDTH: u32 = 1000;
+const HEIGHT: u32 = 460;
+/// The height of the chart inside the report: a little flatter, so that the page
+/// stays one A4 sheet with the chart's text at print size.
+pub(super) const REPORT_HEIGHT: u32 = 390;
 const FONT: &str = "sans-serif";
 /// Tick labels, legend and notes: 14 / 1.24 = 11.3 px in the SVG.
 const SMALL: f64 = 14.0;
@@ -58,18 +61,23 @@ type DrawResult<T> = Result<T, Box<dyn Error>>;
 /// Never panics: an empty series gives both panels with axes and a "no data" note;
 /// non-finite values are skipped. The output is well-formed XML.
 pub fn growth_svg(series: &GrowthSeries, lang: Lang) -> String {
+    growth_svg_sized(series, lang, (WIDTH, HEIGHT))
+}
+
+/// [`growth_svg`] at another size (px; each panel gets half the width).
+pub(super) fn growth_svg_sized(series: &GrowthSeries, lang: Lang, size: (u32, u32)) -> String {
     let t = text(lang);
     let mut buf = String::new();
-    match draw(&mut buf, series, lang) {
+    match draw(&mut buf, series, lang, size) {
         Ok(()) => with_title(buf, &format!("{} · {}", t.ba_title, t.height_title)),
-        Err(e) => fallback_svg(t, &e.to_string()),
+        Err(e) => fallback_svg(t, &e.to_string(), size),
     }
 }
 
-fn draw(buf: &mut String, series: &GrowthSeries, lang: Lang) -> DrawResult<()> {
-    let root = SVGBackend::with_string(buf, (WIDTH, HEIGHT)).into_drawing_area();
+fn draw(buf: &mut String, series: &GrowthSeries, lang: Lang, size: (u32, u32)) -> DrawResult<()> {
+    let root = SVGBackend::with_string(buf, size).into_drawing_area();
     root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(WIDTH / 2);
+    let (left, right) = root.split_horizontally(size.0 / 2);
     bone_age_panel(&left, series, lang)?;
     height_panel(&right, series, lang)?;
     root.present()?;
@@ -589,17 +597,17 @@ fn xml_escape(s: &str) -> String {
 /// A valid SVG of the same size that says the chart could not be drawn (plotters
 /// writing into a `String` is not expected to fail; this keeps the promise of
 /// never panicking and always returning SVG).
-fn fallback_svg(t: &Words, reason: &str) -> String {
+fn fallback_svg(t: &Words, reason: &str, (w, h): (u32, u32)) -> String {
     format!(
-        "<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
          xmlns=\"http://www.w3.org/2000/svg\">\n<title>{title}</title>\n\
-         <rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#FFFFFF\"/>\n\
+         <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#FFFFFF\"/>\n\
          <text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\" font-family=\"sans-serif\" \
          font-size=\"14\" fill=\"#000000\">{title}: {reason}</text>\n</svg>\n",
         title = xml_escape(t.chart_failed),
         reason = xml_escape(reason),
-        x = WIDTH / 2,
-        y = HEIGHT / 2,
+        x = w / 2,
+        y = h / 2,
     )
 }
 
@@ -770,7 +778,7 @@ mod tests {
         );
         let doc = roxmltree::Document::parse(&svg).unwrap();
         assert_eq!(doc.root_element().tag_name().name(), "svg");
-        let fb = fallback_svg(text(Lang::En), "<broken> & \"odd\"");
+        let fb = fallback_svg(text(Lang::En), "<broken> & \"odd\"", (WIDTH, HEIGHT));
         let doc = roxmltree::Document::parse(&fb).unwrap();
         assert!(doc
             .descendants()

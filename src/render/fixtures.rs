@@ -236,7 +236,17 @@ pub(crate) fn patient() -> PatientView {
 /// (bone id, name, stage, probability, TW3 RUS score for boys, basis, region),
 /// scores from `src/scoring/tables/tw3_rus_stage_scores.csv` (boys); they sum to 339,
 /// which the boys' score table gives as 10.5 y (the row 10.5 = 339): 126.0 months.
-pub(crate) const JOINTS: [(&str, &str, &str, f64, u32, &str, Option<&str>); 13] = [
+pub(crate) type JointRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    f64,
+    u32,
+    &'static str,
+    Option<&'static str>,
+);
+
+pub(crate) const JOINTS: [JointRow; 13] = [
     (
         "radius",
         "radius",

@@ -14,8 +14,9 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::chart::{growth_svg_sized, REPORT_HEIGHT};
 use super::text::{bone_name, method_names, sex_word, text, Words};
-use super::{age_text, growth_svg, signed, years_months, Lang, PatientView, RenderError};
+use super::{age_text, signed, years_months, Lang, PatientView, RenderError};
 use crate::growth::adult_height::AdultHeight;
 use crate::growth::series::{GrowthPoint, GrowthSeries};
 use crate::Sex;
@@ -99,7 +100,6 @@ struct ModelView {
 #[derive(Debug, Deserialize)]
 struct BoneAgeView {
     months: f64,
-    sd_months: f64,
     interval_90: [f64; 2],
 }
 
@@ -333,18 +333,23 @@ const CSS: &str = "\
 * { box-sizing: border-box }
 html { background: #fff }
 body { font-family: 'Helvetica Neue', Arial, 'Noto Sans CJK SC', 'Source Han Sans SC', \
-'PingFang SC', 'Microsoft YaHei', sans-serif; font-size: 8.5pt; line-height: 1.28; color: #000; margin: 0 }
+'PingFang SC', 'Microsoft YaHei', sans-serif; font-size: 8pt; line-height: 1.2; color: #000; margin: 0 }
 @media screen { body { max-width: 186mm; margin: 8mm auto } }
 header { display: flex; justify-content: space-between; align-items: flex-end; \
 border-bottom: 1.5pt solid #000; padding-bottom: 2pt }
 h1 { font-size: 13pt; margin: 0 }
 h2 { font-size: 9.5pt; margin: 5pt 0 2pt; padding-bottom: 1pt; border-bottom: 0.5pt solid #777 }
 .meta { text-align: right }
-.cols { display: flex; gap: 7mm }
+.cols { display: flex; gap: 5mm }
 .cols > section { flex: 1; min-width: 0 }
 table { border-collapse: collapse; width: 100% }
 th, td { text-align: left; padding: 0.6pt 3pt; vertical-align: top }
-.kv th { font-weight: normal; color: #333; width: 40% }
+.kv th { font-weight: normal; color: #333; white-space: nowrap; width: 1% }
+.cols > table { flex: 1 }
+.top > section:nth-child(2) { flex: 1.3 }
+.top > section:nth-child(3) { flex: 1.2 }
+.top .kv th { white-space: normal; width: 42% }
+td.note { font-size: 7pt }
 .grid th { border-bottom: 0.75pt solid #000; font-weight: bold }
 .grid td { border-bottom: 0.4pt solid #bbb }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap }
@@ -352,6 +357,11 @@ th, td { text-align: left; padding: 0.6pt 3pt; vertical-align: top }
 .note, .key { font-size: 7.5pt; color: #222 }
 .key { margin: 2pt 0 0; padding-left: 10pt }
 .key li { margin: 0 }
+.joints th, .joints td { text-align: center; padding: 0.6pt 1pt }
+.joints th:first-child { text-align: left; white-space: nowrap }
+.joints tr:first-child th { font-size: 7pt }
+.joints tr + tr th { border-bottom: 0.4pt solid #bbb }
+.joints td.stage { font-weight: bold }
 figure { margin: 3pt 0 0 }
 figure svg { width: 100%; height: auto; display: block }
 .statement { border: 1pt solid #000; padding: 3pt 5pt; margin-top: 5pt }
@@ -380,7 +390,7 @@ pub fn report_html(
     // The series' point for this exam, if the series holds it.
     let own_point: Option<&GrowthPoint> =
         growth.and_then(|g| g.points.iter().find(|p| p.analysis_id == r.id));
-    let chart = growth.map(|g| growth_svg(g, lang));
+    let chart = growth.map(|g| growth_svg_sized(g, lang, (1000, REPORT_HEIGHT)));
 
     let page = html! {
         (DOCTYPE)
@@ -399,14 +409,12 @@ pub fn report_html(
                         @if let Some(at) = &r.created_at { br; (t.analysed_at) ": " (at) }
                     }
                 }
-                div.cols {
+                div.cols.top {
                     section { h2 { (t.patient) } (patient_section(&r, patient, t, lang)) }
                     section { h2 { (t.exam) } (exam_section(&r, own_point, t, lang)) }
-                }
-                div.cols {
-                    section { h2 { (t.result) } (result_section(&r, t, lang)) }
                     section { h2 { (t.quality) } (quality_section(&r.quality, t, lang)) }
                 }
+                section { h2 { (t.result) } (result_section(&r, t, lang)) }
                 section { h2 { (t.joints) } (joints_section(&r.joints, t, lang)) }
                 @if let Some(svg) = &chart {
                     figure { h2 { (t.chart) } (PreEscaped(svg)) }
@@ -519,7 +527,7 @@ fn exam_section(r: &ReportView, own: Option<&GrowthPoint>, t: &Words, lang: Lang
                     td {
                         @if let Some((z, p, reference, interpolated)) = &hfa {
                             "z " (signed(*z, 2)) ", P" (format!("{p:.0}"))
-                            @if let Some(reference) = reference { " (" (reference) ")" }
+                            @if let Some(reference) = reference { br; span.note { (reference) } }
                             @if *interpolated { "; " (t.interpolated) }
                         } @else if let Some(reason) = &hfa_reason {
                             (reason)
@@ -553,14 +561,13 @@ fn result_section(r: &ReportView, t: &Words, lang: Lang) -> Markup {
         .and_then(|d| d.reason.clone())
         .unwrap_or_else(|| t.no_ca.to_string());
     html! {
-        table.kv {
+        div.cols { table.kv {
             tr { th { (t.bone_age) } td.main { (age_text(ba.months, lang)) } }
             tr {
                 th { (t.interval_90) }
                 td {
                     (format!("{lo:.1}–{hi:.1} {mw}")) " "
-                    span.note { "(" (years_months(lo, lang)) " – " (years_months(hi, lang))
-                        "; SD " (format!("{:.1}", ba.sd_months)) ")" }
+                    span.note { "(" (years_months(lo, lang)) " – " (years_months(hi, lang)) ")" }
                 }
             }
             tr {
@@ -574,6 +581,8 @@ fn result_section(r: &ReportView, t: &Words, lang: Lang) -> Markup {
                     None => (t.not_given),
                 } }
             }
+        }
+        table.kv {
             tr {
                 th { (t.gp_sds) }
                 td {
@@ -581,10 +590,11 @@ fn result_section(r: &ReportView, t: &Words, lang: Lang) -> Markup {
                         Some(sds) => {
                             strong { (signed(sds, 2)) }
                             @if let Some(rf) = sds_detail.and_then(|d| d.reference.as_ref()) {
-                                " " span.note {
-                                    "(" (rf.reference.as_deref().unwrap_or("Greulich–Pyle"))
-                                    "; " (format!("{:.1} ± {:.1} {mw}", rf.reference_mean_months, rf.reference_sd_months))
-                                    "; " (if rf.interpolated { t.interpolated } else { t.at_table_row }) ")"
+                                br;
+                                span.note {
+                                    (rf.reference.as_deref().unwrap_or("Greulich–Pyle"))
+                                    ": " (format!("{:.1} ± {:.1} {mw}", rf.reference_mean_months, rf.reference_sd_months))
+                                    "; " (if rf.interpolated { t.interpolated } else { t.at_table_row })
                                 }
                             }
                         },
@@ -601,11 +611,9 @@ fn result_section(r: &ReportView, t: &Words, lang: Lang) -> Markup {
                         (None, Some(reason)) => (reason),
                         (None, None) => (t.not_given),
                     }
-                    br;
-                    span.note { (t.tw3_caveat) }
                 }
             }
-        }
+        } }
     }
 }
 
@@ -623,30 +631,35 @@ fn joints_section(joints: &[JointView], t: &Words, lang: Lang) -> Markup {
     let mut bases: Vec<&str> = joints.iter().map(|j| j.stage_basis.as_str()).collect();
     bases.sort_unstable();
     bases.dedup();
+    let basis_word = |b: &str| match basis_words(b, t).0 {
+        "" => b.to_string(),
+        w => w.to_string(),
+    };
+    // One column per bone (13 narrow columns keep the page to one sheet).
     html! {
-        table.grid {
+        table.grid.joints {
             tr {
-                th { (t.col_bone) } th { (t.col_stage) } th.num { (t.col_probability) }
-                th.num { (t.col_score) } th { (t.col_basis) } th { (t.col_region) }
+                th { (t.col_bone) }
+                @for j in joints { th { (bone_name(&j.bone, lang)) br; span.note { (j.bone) } } }
             }
-            @for j in joints {
-                tr {
-                    td { (bone_name(&j.bone, lang)) " " span.note { "(" (j.bone) ")" } }
-                    td { (j.stage) }
-                    td.num { (format!("{:.0}%", 100.0 * j.stage_probability)) }
-                    td.num { (j.tw3_score) }
-                    td { @match basis_words(&j.stage_basis, t).0 { "" => (j.stage_basis), w => (w) } }
-                    td { (j.region.as_deref().unwrap_or("–")) }
-                }
+            tr { th { (t.col_stage) } @for j in joints { td.stage { (j.stage) } } }
+            tr {
+                th { (t.col_probability) }
+                @for j in joints { td { (format!("{:.0}%", 100.0 * j.stage_probability)) } }
+            }
+            tr { th { (t.col_score) } @for j in joints { td { (j.tw3_score) } } }
+            tr { th { (t.col_basis) } @for j in joints { td { (basis_word(&j.stage_basis)) } } }
+            tr {
+                th { (t.col_region) }
+                @for j in joints { td { (j.region.as_deref().unwrap_or("–")) } }
             }
         }
         ul.key {
             @for b in &bases {
-                li {
-                    strong { @match basis_words(b, t).0 { "" => (b), w => (w) } }
-                    ": " (basis_words(b, t).1)
-                }
+                li { strong { (basis_word(b)) } " (" (b) "): " (basis_words(b, t).1) }
             }
+            li { (t.tw3_caveat) }
+            @if !t.bone_key.is_empty() { li { (t.bone_key) } }
         }
     }
 }
@@ -682,21 +695,21 @@ fn quality_section(q: &QualityView, t: &Words, lang: Lang) -> Markup {
             tr {
                 th { (t.exposure) }
                 td { @match &q.exposure {
-                    Some(e) => (format!("{:.3} / {:.3} / {:.3}", e.p01, e.p99, e.mean)),
+                    Some(e) => (format!("{:.2} / {:.2} / {:.2}", e.p01, e.p99, e.mean)),
                     None => (t.not_given),
                 } }
             }
             tr {
                 th { (t.shape_residual) }
                 td { @match &q.shape {
-                    Some(s) => { (format!("{:.3}", s.residual)) " (" (t.limit) " " (format!("{:.3}", s.max_residual)) ")" },
+                    Some(s) => (format!("{:.3} (≤ {:.3})", s.residual, s.max_residual)),
                     None => (t.not_checked),
                 } }
             }
             @if let Some(s) = &q.shape {
                 tr {
                     th { (t.model_sd) }
-                    td { (format!("{:.1}", s.sd_months)) " " (months_word(lang)) " (" (t.limit) " " (format!("{:.1}", s.max_sd_months)) ")" }
+                    td { (format!("{:.1} {} (≤ {:.1})", s.sd_months, months_word(lang), s.max_sd_months)) }
                 }
             }
             tr {
@@ -764,7 +777,7 @@ fn adult_section(r: &ReportView, growth: Option<&GrowthSeries>, t: &Words, lang:
                 }
                 @for p in &a.predictions {
                     tr {
-                        td { (method_names(&p.method, lang).1) }
+                        td { (method_names(&p.method, lang).1) " " span.note { "(" (method_names(&p.method, lang).0) ")" } }
                         td.num { strong { (format!("{:.1} cm", p.predicted_cm)) } }
                         td {
                             @for (i, v) in p.inputs.iter().enumerate() {
@@ -777,28 +790,37 @@ fn adult_section(r: &ReportView, growth: Option<&GrowthSeries>, t: &Words, lang:
                             @match &p.stated_error {
                                 Some(e) => {
                                     (format!("± {:.1} cm", e.value_cm)) " "
-                                    span.note { "(" (e.kind) @if let Some(s) = &e.source { "; " (s) } ")" }
+                                    span.note { (error_kind(&e.kind, lang)) @if let Some(s) = &e.source { ", " (s) } }
                                 },
                                 None => "–",
                             }
                         }
-                        td.note {
-                            @for n in &p.notes { (n) ". " }
-                            @if let Some(c) = &p.citation { (c) }
-                        }
+                        td.note { @for (i, n) in p.notes.iter().enumerate() { @if i > 0 { "; " } (n) } }
                     }
                 }
             }
         }
-        @if !a.unavailable.is_empty() {
-            p.note {
+        p.note {
+            @if !a.unavailable.is_empty() {
                 (t.not_applied) ": "
                 @for (i, u) in a.unavailable.iter().enumerate() {
                     @if i > 0 { "; " }
                     (method_names(&u.method, lang).1) " — " (u.reason)
                 }
+                ". "
+            }
+            @for p in a.predictions.iter().filter(|p| p.citation.is_some()) {
+                (method_names(&p.method, lang).0) ": " (p.citation.as_deref().unwrap_or("")) ". "
             }
         }
+    }
+}
+
+fn error_kind(kind: &str, lang: Lang) -> &str {
+    match (kind, lang) {
+        ("residual_sd_cm", Lang::En) => "residual SD",
+        ("residual_sd_cm", Lang::Zh) => "残差标准差",
+        (other, _) => other,
     }
 }
 
@@ -895,13 +917,12 @@ mod tests {
             "10 y 4 m (124.3 months)",
             "110.2–138.4 months",
             "9 y 2 m – 11 y 6 m",
-            "SD 8.6",
             // chronological age, BA − CA, GP SDS (124.3 − 131.5) / 9.94 = −0.72
             "10 y 6 m (126.0 months)",
             "-1.7 months",
             "-0.72",
             "131.5 ± 9.9 months",
-            "reference interpolated between table rows",
+            "interpolated between table rows",
             // TW3: 339 → 10.5 y
             "339",
             "10 y 6 m (126.0 months)",
@@ -909,21 +930,22 @@ mod tests {
             "2026-07-15",
             "139.6 cm",
             "32.0 kg",
-            "z -0.12, P45 (WHO 2007 height-for-age (5–19 y))",
+            "z -0.12, P45 WHO 2007 height-for-age (5–19 y)",
             "DICOM, 2000 × 2500, 12 bit",
             // patient
             "MRN-20160115-07",
             "2016-01-15",
             "male",
             // quality
-            "0.031 (limit 0.085)",
-            "0.021 / 0.943 / 0.372",
+            "0.031 (≤ 0.085)",
+            "0.02 / 0.94 / 0.37",
             "mirrored (right hand)",
-            "8.6 months (limit 21.0)",
+            "8.6 months (≤ 21.0)",
             // adult height: 139.6 / 0.791 and 1.15 × 139.6 − 5.2 × 10.5 + 70
             "176.5 cm",
             "175.9 cm",
-            "± 3.5 cm",
+            "± 3.5 cm residual SD, Tanner et al. 1975, Table 1",
+            "TW: Tanner JM et al. Arch Dis Child 1975;50:14–26.",
             "Roche–Wainer–Thissen (1975) — needs the mid-parent height",
             // model
             "boneage-resnet-sq100 0.4.0",
@@ -936,8 +958,9 @@ mod tests {
         }
         assert!(text.contains(ANALYSIS_2));
         // every joint's bone, with its stage, probability and score
-        for (bone, name, _, p, score, _, _) in JOINTS {
-            assert!(text.contains(&format!("{name} ({bone})")), "{bone}");
+        for (bone, _, _, p, score, _, _) in JOINTS {
+            let abbrev = crate::render::text::bone_name(bone, Lang::En);
+            assert!(text.contains(&format!("{abbrev} {bone}")), "{bone}");
             assert!(text.contains(&format!("{:.0}%", 100.0 * p)), "{bone} {p}");
             assert!(text.contains(&format!(" {score} ")), "{bone} {score}");
         }
@@ -1016,6 +1039,7 @@ mod tests {
             "百分位线 P3–P97（P50 加粗）",
             "桡骨",
             "第五远节指骨",
+            "由整幅图像得出",
             "质量控制",
             "镜像（右手）",
             "性别",

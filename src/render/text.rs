@@ -61,6 +61,8 @@ pub(crate) struct Words {
     pub col_probability: &'static str,
     pub col_score: &'static str,
     pub col_basis: &'static str,
+    /// Expands the bone abbreviations (empty where the names are written out).
+    pub bone_key: &'static str,
     pub col_region: &'static str,
     pub basis_joint_region: &'static str,
     pub basis_joint_region_long: &'static str,
@@ -75,7 +77,6 @@ pub(crate) struct Words {
     pub exposure: &'static str,
     pub shape_residual: &'static str,
     pub model_sd: &'static str,
-    pub limit: &'static str,
     pub not_checked: &'static str,
     pub corrections: &'static str,
     pub none: &'static str,
@@ -142,38 +143,39 @@ pub(crate) const EN: Words = Words {
     interval_90: "90% interval",
     ba_minus_ca: "Bone age − chronological age",
     gp_sds: "Bone-age SDS (Greulich–Pyle)",
-    interpolated: "reference interpolated between table rows",
-    at_table_row: "reference at a table row",
+    interpolated: "interpolated between table rows",
+    at_table_row: "at a table row",
     no_ca: "no chronological age",
     tw3_score: "TW3 RUS score",
     tw3_bone_age: "TW3 RUS bone age",
-    tw3_caveat: "Summed from the per-joint stages below, which are not validated against \
-        expert TW3 staging; use the model's bone age above.",
+    tw3_caveat: "The TW3 RUS score and bone age are summed from these stages: use the model's \
+        bone age, not the TW3 one.",
     joints: "TW3 RUS joints",
     col_bone: "Bone",
     col_stage: "Stage",
     col_probability: "Probability",
     col_score: "Score",
-    col_basis: "How the stage was obtained",
+    col_basis: "How obtained",
+    bone_key: "MC metacarpal; PP, MP, DP proximal, middle, distal phalanx; I, III, V the first, \
+        third, fifth ray.",
     col_region: "Region",
-    basis_joint_region: "joint region",
+    basis_joint_region: "region",
     basis_joint_region_long: "read from this joint's own region by a head trained on the \
         stage typical for the reader's bone age: a regional maturity estimate, not \
         validated against expert TW3 staging.",
-    basis_supervised: "joint region, expert-trained",
+    basis_supervised: "region (expert)",
     basis_supervised_long: "read from this joint's own region by a head trained on \
         expert TW stage labels.",
-    basis_typical: "typical for bone age",
+    basis_typical: "typical",
     basis_typical_long: "from the whole image: restates the global bone-age estimate in \
         TW3 terms; not an observation of this joint.",
     basis_unknown_long: "a stage basis this version does not know.",
     quality: "Quality control",
     decision: "Decision",
     accepted: "accepted",
-    exposure: "Exposure (grey level p1 / p99 / mean)",
-    shape_residual: "Hand-shape fit residual",
+    exposure: "Exposure p1 / p99 / mean",
+    shape_residual: "Shape-fit residual",
     model_sd: "Model SD",
-    limit: "limit",
     not_checked: "not checked",
     corrections: "Corrections",
     none: "none",
@@ -241,34 +243,34 @@ pub(crate) const ZH: Words = Words {
     interval_90: "90% 区间",
     ba_minus_ca: "骨龄 − 生活年龄",
     gp_sds: "骨龄 SDS（Greulich–Pyle）",
-    interpolated: "参考值在表格行之间插值",
-    at_table_row: "参考值取自表格行",
+    interpolated: "表格行间插值",
+    at_table_row: "取自表格行",
     no_ca: "无生活年龄",
     tw3_score: "TW3 RUS 评分",
     tw3_bone_age: "TW3 RUS 骨龄",
-    tw3_caveat: "由下表各关节分期累加得出；这些分期未经专家 TW3 分期验证，请以上方模型骨龄为准。",
+    tw3_caveat: "TW3 RUS 评分与骨龄由这些分期累加得出：请以模型骨龄为准，而非 TW3 骨龄。",
     joints: "TW3 RUS 关节",
     col_bone: "骨",
     col_stage: "分期",
     col_probability: "概率",
     col_score: "评分",
     col_basis: "分期来源",
+    bone_key: "",
     col_region: "区域",
-    basis_joint_region: "关节区域",
+    basis_joint_region: "区域",
     basis_joint_region_long: "仅由该关节自身区域读取，模型以“与读片骨龄相符的典型分期”训练：\
         属区域成熟度估计，未经专家 TW3 分期验证。",
-    basis_supervised: "关节区域（专家标注训练）",
+    basis_supervised: "区域（专家）",
     basis_supervised_long: "由该关节自身区域读取，模型以专家 TW 分期标注训练。",
-    basis_typical: "与骨龄相符的典型分期",
+    basis_typical: "典型",
     basis_typical_long: "由整幅图像得出：以 TW3 分期重述整体骨龄估计，并非对该关节的观察。",
     basis_unknown_long: "本版本未知的分期来源。",
     quality: "质量控制",
     decision: "结论",
     accepted: "通过",
-    exposure: "曝光（灰度 p1 / p99 / 均值）",
+    exposure: "曝光 p1 / p99 / 均值",
     shape_residual: "手形拟合残差",
     model_sd: "模型标准差",
-    limit: "上限",
     not_checked: "未检查",
     corrections: "校正",
     none: "无",
@@ -349,29 +351,28 @@ pub(crate) fn method_names(method: &str, lang: Lang) -> (String, String) {
     (short.to_string(), long)
 }
 
-/// The report's name of a TW3 RUS bone (the API's id when the id is unknown).
+/// The report's name of a TW3 RUS bone: the TW3 abbreviation in English (`MC III`),
+/// the full name in Chinese (`第三掌骨`); the API's id when the id is unknown.
 pub(crate) fn bone_name(id: &str, lang: Lang) -> String {
-    let zh = match id {
-        "radius" => "桡骨",
-        "ulna" => "尺骨",
-        "mc1" => "第一掌骨",
-        "mc3" => "第三掌骨",
-        "mc5" => "第五掌骨",
-        "pp1" => "第一近节指骨",
-        "pp3" => "第三近节指骨",
-        "pp5" => "第五近节指骨",
-        "mp3" => "第三中节指骨",
-        "mp5" => "第五中节指骨",
-        "dp1" => "第一远节指骨",
-        "dp3" => "第三远节指骨",
-        "dp5" => "第五远节指骨",
+    let (en, zh) = match id {
+        "radius" => ("Radius", "桡骨"),
+        "ulna" => ("Ulna", "尺骨"),
+        "mc1" => ("MC I", "第一掌骨"),
+        "mc3" => ("MC III", "第三掌骨"),
+        "mc5" => ("MC V", "第五掌骨"),
+        "pp1" => ("PP I", "第一近节指骨"),
+        "pp3" => ("PP III", "第三近节指骨"),
+        "pp5" => ("PP V", "第五近节指骨"),
+        "mp3" => ("MP III", "第三中节指骨"),
+        "mp5" => ("MP V", "第五中节指骨"),
+        "dp1" => ("DP I", "第一远节指骨"),
+        "dp3" => ("DP III", "第三远节指骨"),
+        "dp5" => ("DP V", "第五远节指骨"),
         _ => return id.to_string(),
     };
     match lang {
+        Lang::En => en.to_string(),
         Lang::Zh => zh.to_string(),
-        Lang::En => crate::scoring::Bone::from_id(id)
-            .map(|b| b.name().to_string())
-            .unwrap_or_else(|| id.to_string()),
     }
 }
 
@@ -385,7 +386,22 @@ mod tests {
         for b in Bone::ALL {
             let en = bone_name(b.id(), Lang::En);
             let zh = bone_name(b.id(), Lang::Zh);
-            assert_eq!(en, b.name());
+            // the abbreviation of the bone's English name: "metacarpal III" → "MC III"
+            let long = b.name();
+            let expected = match long.split_once(' ') {
+                None => format!("{}{}", long[..1].to_uppercase(), &long[1..]),
+                Some((kind, ray)) => {
+                    let k = match kind {
+                        "metacarpal" => "MC",
+                        "proximal" => "PP",
+                        "middle" => "MP",
+                        "distal" => "DP",
+                        other => other,
+                    };
+                    format!("{k} {}", ray.rsplit(' ').next().unwrap_or(""))
+                }
+            };
+            assert_eq!(en, expected, "{long}");
             assert!(!zh.is_ascii(), "{zh}");
         }
         assert_eq!(bone_name("femur", Lang::Zh), "femur");
