@@ -86,7 +86,7 @@ fn kill_9_loses_no_acknowledged_exam() {
                     let c = client();
                     let mut failed = 0u32;
                     for i in 0..1000u32 {
-                        let store = if (t + i as u64) % 2 == 0 {
+                        let store = if (t + i as u64).is_multiple_of(2) {
                             "true"
                         } else {
                             "false"
