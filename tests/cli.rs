@@ -2,8 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -123,22 +122,15 @@ fn a_model_without_the_contract_is_refused_with_a_clear_message() {
 
 #[test]
 fn serve_listens_answers_and_shuts_down_gracefully() {
-    let mut child = bin()
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--db"])
-        .arg(tmp("serve.db"))
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("boneage listening on http://") {
-            break rest.trim().to_string();
-        }
-    };
+    let db = tmp("serve.db");
+    let (mut child, addr) = spawn_server(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--workers".as_ref(),
+        "1".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client();
@@ -300,22 +292,15 @@ fn tokens_and_local_mode() {
     assert!(text.contains("Ward 3") && !text.contains(token), "{text}");
 
     // with tokens, other interfaces are allowed and requests need one
-    let mut child = bin()
-        .args(["serve", "--listen", "0.0.0.0:0", "--workers", "1", "--db"])
-        .arg(&db)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let port = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("boneage listening on http://") {
-            break rest.trim().rsplit(':').next().unwrap().to_string();
-        }
-    };
+    let (mut child, addr) = spawn_server(&[
+        "--listen".as_ref(),
+        "0.0.0.0:0".as_ref(),
+        "--workers".as_ref(),
+        "1".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ]);
+    let port = addr.rsplit(':').next().unwrap().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client();

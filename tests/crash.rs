@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,24 +13,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn start(db: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_boneage"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--db"])
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("boneage listening on http://") {
-            break rest.trim().to_string();
-        }
-    };
-    // keep draining stderr so the server never blocks on a full pipe
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let (child, addr) = spawn_server(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--workers".as_ref(),
+        "2".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ]);
     (child, format!("http://{addr}"))
 }
 

@@ -28,6 +28,10 @@ async fn ok_json(resp: reqwest::Response, status: u16) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+async fn get_json(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    ok_json(c.get(url).send().await.unwrap(), 200).await
+}
+
 async fn code_of(resp: reqwest::Response) -> (u16, String) {
     let s = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
@@ -155,25 +159,11 @@ async fn two_exams_a_year_apart_give_growth_chart_and_report() {
 
     // a stored analysis reads back exactly as it was answered
     let id1 = a1["id"].as_str().unwrap();
-    let back = ok_json(
-        c.get(format!("{base}/v1/analyses/{id1}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let back = get_json(&c, format!("{base}/v1/analyses/{id1}")).await;
     assert_eq!(back, a1);
 
     // the exam list, oldest first
-    let ex = ok_json(
-        c.get(format!("{base}/v1/patients/{pid}/exams"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let ex = get_json(&c, format!("{base}/v1/patients/{pid}/exams")).await;
     let list = ex["exams"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["analysis_id"], a1["id"]);
@@ -183,14 +173,7 @@ async fn two_exams_a_year_apart_give_growth_chart_and_report() {
     assert_eq!(list[1]["bone_age_months"].as_f64().unwrap(), ba2);
 
     // the growth JSON
-    let g = ok_json(
-        c.get(format!("{base}/v1/patients/{pid}/growth"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let g = get_json(&c, format!("{base}/v1/patients/{pid}/growth")).await;
     let pts = g["points"].as_array().unwrap();
     assert_eq!(pts.len(), 2);
     assert_eq!(pts[0]["analysis_id"], a1["id"]);
@@ -251,14 +234,7 @@ async fn two_exams_a_year_apart_give_growth_chart_and_report() {
         .any(|u| u["method"] == "tanner_1975"));
 
     // CDC selectable
-    let gc = ok_json(
-        c.get(format!("{base}/v1/patients/{pid}/growth?reference=cdc"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let gc = get_json(&c, format!("{base}/v1/patients/{pid}/growth?reference=cdc")).await;
     assert_eq!(gc["height_reference"], "cdc");
     let zc = gc["points"][0]["height_for_age"]["z"].as_f64().unwrap();
     let want = height_for_age(Sex::Male, ca1, 138.5, HeightReference::Cdc)
@@ -319,23 +295,9 @@ async fn two_exams_a_year_apart_give_growth_chart_and_report() {
     assert!(zh.contains("骨龄"), "Chinese report");
 
     // by external id
-    let f = ok_json(
-        c.get(format!("{base}/v1/patients?external_id=MRN-0001"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let f = get_json(&c, format!("{base}/v1/patients?external_id=MRN-0001")).await;
     assert_eq!(f["patients"][0]["id"], pid.as_str());
-    let f = ok_json(
-        c.get(format!("{base}/v1/patients?external_id=nobody"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let f = get_json(&c, format!("{base}/v1/patients?external_id=nobody")).await;
     assert_eq!(f["patients"].as_array().unwrap().len(), 0);
     srv.stop().await;
 }
@@ -430,15 +392,9 @@ async fn filing_rules_and_bad_input() {
     )
     .await;
     assert!(anon["patient_id"].is_null());
-    let back = ok_json(
-        c.get(format!(
-            "{base}/v1/analyses/{}",
-            anon["id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap(),
-        200,
+    let back = get_json(
+        &c,
+        format!("{base}/v1/analyses/{}", anon["id"].as_str().unwrap()),
     )
     .await;
     assert_eq!(back, anon);
@@ -522,14 +478,7 @@ async fn tenants_see_only_their_own_patients_and_tokens_are_required() {
         let r = ca.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    let f = ok_json(
-        cb.get(format!("{base}/v1/patients?external_id=MRN-A1"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let f = get_json(&cb, format!("{base}/v1/patients?external_id=MRN-A1")).await;
     assert_eq!(f["patients"].as_array().unwrap().len(), 0);
     // B cannot file an exam under A's patient
     let r = exam(&cb, &base, &pid, "2025-06-01", "139", 0.5).await;
@@ -545,14 +494,7 @@ async fn tenants_see_only_their_own_patients_and_tokens_are_required() {
     // B may use the same external id for its own, different patient
     let pb = create_patient(&cb, &base, "MRN-A1", "Wang").await;
     assert_ne!(pb["id"], p["id"]);
-    let exams = ok_json(
-        ca.get(format!("{base}/v1/patients/{pid}/exams"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let exams = get_json(&ca, format!("{base}/v1/patients/{pid}/exams")).await;
     assert_eq!(
         exams["exams"].as_array().unwrap().len(),
         1,
@@ -588,27 +530,13 @@ async fn a_restart_keeps_every_exam() {
 
     let store = Arc::new(Store::open(&db).unwrap());
     let srv = TestServer::start_with(default_model(), options(), store).await;
-    let back = ok_json(
-        c.get(format!(
-            "{}/v1/analyses/{}",
-            srv.base,
-            a["id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap(),
-        200,
+    let back = get_json(
+        &c,
+        format!("{}/v1/analyses/{}", srv.base, a["id"].as_str().unwrap()),
     )
     .await;
     assert_eq!(back, a);
-    let g = ok_json(
-        c.get(format!("{}/v1/patients/{pid}/growth", srv.base))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let g = get_json(&c, format!("{}/v1/patients/{pid}/growth", srv.base)).await;
     assert_eq!(g["points"].as_array().unwrap().len(), 1);
     srv.stop().await;
 }

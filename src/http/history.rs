@@ -279,15 +279,10 @@ pub async fn patient_growth_svg(
     let lang = lang_of(&q, &headers);
     let (patient, exams) = history(&state, tenant, id).await?;
     let series = series_of(&patient, &exams, q.reference.unwrap_or_default());
-    let svg = render::growth_svg(&series, lang);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        svg,
-    )
-        .into_response())
+    Ok(document(
+        "image/svg+xml; charset=utf-8",
+        render::growth_svg(&series, lang),
+    ))
 }
 
 /// The printable one-page report of an analysis (with the patient's growth chart
@@ -333,14 +328,19 @@ pub async fn analysis_report(
             "the stored analysis could not be rendered",
         )
     })?;
-    Ok((
+    Ok(document("text/html; charset=utf-8", html))
+}
+
+/// A rendered document about a patient: never cached by browsers or proxies.
+fn document(content_type: &'static str, body: String) -> Response {
+    (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        html,
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 fn view_query(query: Result<Query<ViewQuery>, QueryRejection>) -> Result<ViewQuery, Problem> {

@@ -98,6 +98,34 @@ impl TestServer {
     }
 }
 
+/// Starts `boneage serve` with `args` (stderr piped, RUST_LOG=warn) and waits for
+/// its "listening on" line; returns the child and the address it printed. Its
+/// stderr keeps being drained so the server never blocks on a full pipe.
+pub fn spawn_server(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_boneage"))
+        .arg("serve")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn boneage serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server printed its address")
+            .expect("stderr line");
+        if let Some(rest) = line.strip_prefix("boneage listening on http://") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, addr)
+}
+
 pub fn png8(img: &image::GrayImage) -> Vec<u8> {
     synth::png_bytes(img.clone())
 }
