@@ -510,7 +510,7 @@ fn height_panel(area: &Area<'_>, series: &GrowthSeries, lang: Lang) -> DrawResul
             let drawn = chart.draw_series(std::iter::once(
                 EmptyElement::at((ADULT_AGE_YEARS, cm))
                     + PathElement::new([(-7, 0), (-13, dy)], INK.stroke_width(1))
-                    + Rectangle::new([(-17 - w, dy - 8), (-13, dy + 8)], WHITE.filled())
+                    + Rectangle::new([(-17 - w, dy - 8), (-13, dy + 8)], WHITE.mix(0.7).filled())
                     + Text::new(label, (-15, dy), small_right())
                     + diamond(6),
             ))?;
