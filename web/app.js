@@ -364,6 +364,7 @@ async function analyse(ev) {
   try {
     const r = await apiJson("/v1/analyses", { method: "POST", body: form });
     state.result = r;
+    state.selected = null;
     renderResult(r);
     $("result").hidden = false;
     $("result").scrollIntoView({ block: "start" });
@@ -451,6 +452,7 @@ function renderResult(r) {
   renderOverlay(r);
   renderJointTable(r);
   renderQuality(r.quality);
+  if (state.selected !== null && state.selected !== undefined) selectJoint(state.selected);
 }
 
 function jointLabel(j) {
@@ -467,6 +469,7 @@ function jointDetail(j) {
 }
 
 function selectJoint(i) {
+  state.selected = i;
   const j = state.result.joints[i];
   $("joint-detail-text").textContent = jointDetail(j);
   for (const el of document.querySelectorAll("[data-joint]")) {
