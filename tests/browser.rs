@@ -84,6 +84,25 @@ fn chest() -> GrayImage {
     })
 }
 
+/// A synthetic hand as a DR detector writes it: MONOCHROME1, 14 bits stored, with
+/// the patient's sex, birth date and the study date in the header.
+fn dicom_hand() -> Vec<u8> {
+    use boneage::dicom::{encode_dicom, DicomTags};
+    let img = synthetic_hand(0.5, 9);
+    let (w, h) = img.dimensions();
+    let tags = DicomTags {
+        monochrome1: true,
+        bits_stored: 14,
+        patient_sex: Some("F".into()),
+        patient_birth_date: Some("20160501".into()),
+        study_date: Some("20261120".into()),
+        patient_id: Some("MRN-77".into()),
+        laterality: Some("L".into()),
+        ..Default::default()
+    };
+    encode_dicom(&dr_monochrome1_14bit(&img), w, h, &tags).expect("DICOM")
+}
+
 /// Runs `cmd`, killing it after `limit`; returns (success, stdout + stderr).
 fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -124,6 +143,7 @@ async fn doctors_page_in_a_real_browser() {
     std::fs::write(out.join("hand1.png"), png8(&synthetic_hand(0.45, 3))).expect("fixture");
     std::fs::write(out.join("hand2.png"), png8(&synthetic_hand(0.55, 4))).expect("fixture");
     std::fs::write(out.join("not-a-hand.png"), png8(&chest())).expect("fixture");
+    std::fs::write(out.join("hand.dcm"), dicom_hand()).expect("fixture");
 
     let srv = TestServer::default().await;
     // A second server with a token, for the sign-in form.
@@ -213,20 +233,9 @@ async fn the_page_is_served_from_the_binary() {
 /// and tokens as analyses.
 #[tokio::test]
 async fn preview_and_dicom_header() {
-    use boneage::dicom::{encode_dicom, DicomTags};
     let img = synthetic_hand(0.5, 9);
     let (w, h) = img.dimensions();
-    let tags = DicomTags {
-        monochrome1: true,
-        bits_stored: 14,
-        patient_sex: Some("F".into()),
-        patient_birth_date: Some("20160501".into()),
-        study_date: Some("20261120".into()),
-        patient_id: Some("MRN-77".into()),
-        laterality: Some("L".into()),
-        ..Default::default()
-    };
-    let dcm = encode_dicom(&dr_monochrome1_14bit(&img), w, h, &tags).unwrap();
+    let dcm = dicom_hand();
 
     let srv = TestServer::default().await;
     let c = client();

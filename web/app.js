@@ -314,7 +314,7 @@ function clearError() {
 
 function showError(err) {
   state.lastError = err;
-  $("error-message").textContent = `${t("err_prefix")}: ${errorText(err)}`;
+  $("error-message").textContent = `${t("err_prefix")}${errorText(err)}`;
   $("error-detail").textContent = err.detail || "";
   $("error-code").textContent = err.code || "";
   $("exam-error").hidden = false;

@@ -111,7 +111,7 @@ export const TEXT = {
     no_history: "Select a patient to see earlier exams and the growth chart.",
     model: "Model",
     not_a_device: "This software is not a medical device; it does not replace a radiologist's reading.",
-    err_prefix: "Not analysed",
+    err_prefix: "Not analysed: ",
     server_said: "Server detail",
     errors: {
       missing_image: "No image was received. Choose the radiograph file again.",
@@ -242,7 +242,7 @@ export const TEXT = {
     no_history: "选择患者后可查看既往检查和生长曲线。",
     model: "模型",
     not_a_device: "本软件不是医疗器械，不能替代放射科医师的读片。",
-    err_prefix: "未能分析",
+    err_prefix: "未能分析：",
     server_said: "服务器详情",
     errors: {
       missing_image: "未收到图像，请重新选择 X 光片文件。",

@@ -220,7 +220,34 @@ try {
   eq(await zhPage.textContent("h1"), TEXT.zh.title, "Chinese first for a Chinese browser");
   await zhPage.close();
 
-  // 8. A server with tokens: the page asks for one, refuses a wrong one, then works.
+  // 8. A DICOM file, anonymous: the header fills sex and dates (marked "from
+  // DICOM"), the preview comes from the server, the age is from the header's dates.
+  const dp = await browser.newPage();
+  dp.setDefaultTimeout(timeout);
+  await dp.goto(base + "/");
+  await dp.waitForSelector("body[data-ready=true]");
+  await dp.click("#anonymous");
+  await dp.setInputFiles("#file", path.join(out, "hand.dcm"));
+  await dp.waitForSelector("#thumb:not([hidden])");
+  eq(await dp.inputValue("#sex"), "female", "sex from the DICOM header");
+  eq(await dp.inputValue("#birth-date"), "2016-05-01", "birth date from the DICOM header");
+  eq(await dp.inputValue("#exam-date"), "2026-11-20", "exam date from the DICOM header");
+  eq(
+    (await dp.textContent('[data-badge-for="birth_date"]')).trim(),
+    TEXT.en.from_dicom,
+    "marked as from DICOM",
+  );
+  check(await dp.evaluate(() => document.getElementById("thumb").naturalWidth > 0), "DICOM preview shown");
+  await dp.click("#analyse");
+  await dp.waitForSelector("#result:not([hidden])");
+  const dicomId = await dp.getAttribute("#result", "data-analysis-id");
+  const rd = await dp.evaluate(async (id) => (await fetch(`/v1/analyses/${id}`)).json(), dicomId);
+  eq((await dp.textContent("#r-ca .num")).trim(), rd.chronological_age_months.toFixed(1), "DICOM exam: age from the header's dates");
+  eq((await dp.textContent("#r-bone-age .num")).trim(), rd.bone_age.months.toFixed(1), "DICOM exam: bone age");
+  check(rd.source.fields.some((f) => f.field === "birth_date"), "the API used the birth date");
+  await dp.close();
+
+  // 9. A server with tokens: the page asks for one, refuses a wrong one, then works.
   const tokenBase = process.env.TOKEN_BASE;
   if (tokenBase) {
     const tp = await browser.newPage();
