@@ -226,6 +226,19 @@ async fn the_page_is_served_from_the_binary() {
     }
     let r = c.get(srv.url("/assets/nope.js")).send().await.unwrap();
     assert_eq!(r.status(), 404);
+    // The page's helpers are part of the API description.
+    let doc: serde_json::Value = c
+        .get(srv.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for p in ["/v1/preview", "/v1/dicom/header"] {
+        assert!(doc["paths"][p]["post"].is_object(), "openapi lacks {p}");
+    }
+    assert!(doc["components"]["schemas"]["DicomFields"].is_object());
     srv.stop().await;
 }
 

@@ -1,7 +1,7 @@
 // The doctor's page: plain ES module, no framework, no network but this origin.
 // Everything it shows comes from the service's own API (see README, "API (v1)").
 
-import { TEXT, LANGS, preferredLang, boneName } from "/assets/i18n.js";
+import { TEXT, LANGS, preferredLang, boneName, boneShort } from "/assets/i18n.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
@@ -500,11 +500,21 @@ function renderOverlay(r) {
     svg("rect", { x: 0, y: 0, width: W, height: H, class: "no-image" }, root);
   }
   const s = Math.max(W, H);
-  const rad = s * 0.026;
-  const font = s * 0.022;
+  const rad = s * 0.024;
+  const font = s * 0.019;
+  // Metacarpal and proximal-phalanx epiphyses share a joint (MCP): one place, so
+  // their labels are stacked.
+  const mc3 = r.joints.find((j) => j.bone === "mc3" && j.location);
+  const midX = mc3 ? mc3.location.x : W * 0.4;
+  const at = (j) => `${j.location.x},${j.location.y}`;
+  const groups = new Map();
+  for (const j of r.joints) if (j.location) groups.set(at(j), [...(groups.get(at(j)) || []), j.bone]);
   r.joints.forEach((j, i) => {
     if (!j.location) return;
     const { x, y } = j.location;
+    const group = groups.get(at(j));
+    const k = group.indexOf(j.bone);
+    const dy = (k - (group.length - 1) / 2) * font * 1.15;
     const g = svg("g", {
       class: `joint basis-${j.stage_basis}`,
       tabindex: 0,
@@ -519,16 +529,18 @@ function renderOverlay(r) {
     } else {
       svg("circle", { cx: x, cy: y, r: rad, class: "mark" }, g);
     }
-    // Labels left of joints on the ulnar side, right of them elsewhere.
-    const left = x < W * 0.35;
+    // Labels point away from the middle ray: left of the joints on the side of the
+    // little finger in a left hand (right of them in a mirrored one).
+    const left = x < midX - rad;
     const label = svg("text", {
-      x: left ? x - rad * 1.25 : x + rad * 1.25,
-      y: y + font * 0.35,
+      x: left ? x - rad * 1.2 : x + rad * 1.2,
+      y: y + dy + font * 0.35,
       "font-size": font,
       "text-anchor": left ? "end" : "start",
       class: "label",
     }, g);
-    label.textContent = `${j.stage}·${j.tw3_score}`;
+    svg("tspan", { class: "bone" }, label).textContent = `${boneShort(j.bone, state.lang)} `;
+    svg("tspan", { class: "stage-score" }, label).textContent = `${j.stage}·${j.tw3_score}`;
     g.addEventListener("focus", () => selectJoint(i));
     g.addEventListener("click", () => selectJoint(i));
     g.addEventListener("mouseenter", () => selectJoint(i));

@@ -60,7 +60,7 @@ export const TEXT = {
     not_available: "not available",
     months: "mo",
     years: "y",
-    image_caption: "The radiograph with each located TW3 RUS joint outlined and labelled stage·score. Select a joint (mouse, tap or Tab key) for details.",
+    image_caption: "The radiograph with each located TW3 RUS joint outlined and labelled bone, stage·score. Select a joint (mouse, tap or Tab key) for details.",
     joints_legend: "TW3 RUS joints",
     not_located: "Not outlined: the model locates no region for these bones, so their stage is not read from the image:",
     col_bone: "Bone",
@@ -70,11 +70,11 @@ export const TEXT = {
     col_basis: "How the stage was obtained",
     joint_details: "Joint details",
     joint_hint: "Select a joint on the image or in the table.",
-    basis_joint_region: "From this joint's own region",
+    basis_joint_region: "Own region",
     basis_joint_region_long: "Read from this joint's own region by a model trained on the stage typical for the reader's bone age: a regional maturity estimate, not validated against expert TW3 staging.",
-    basis_joint_region_supervised: "From this joint's region (expert-trained)",
+    basis_joint_region_supervised: "Own region (expert-trained)",
     basis_joint_region_supervised_long: "Read from this joint's own region by a model trained on expert TW stage labels.",
-    basis_typical_for_bone_age: "Typical for the bone age",
+    basis_typical_for_bone_age: "Typical for bone age",
     basis_typical_for_bone_age_long: "Not observed: restates the whole-image bone age in TW3 terms (this bone's epiphysis has no located region).",
     basis_unknown_long: "A stage basis this page does not know.",
     quality_legend: "Quality control",
@@ -191,7 +191,7 @@ export const TEXT = {
     not_available: "无",
     months: "月",
     years: "岁",
-    image_caption: "X 光片上已定位的 TW3 RUS 关节以圆圈标出，标注为“分期·评分”。选择关节（鼠标、轻触或 Tab 键）查看详情。",
+    image_caption: "X 光片上已定位的 TW3 RUS 关节以圆圈标出，标注为“骨 分期·评分”。选择关节（鼠标、轻触或 Tab 键）查看详情。",
     joints_legend: "TW3 RUS 关节",
     not_located: "未在图上标出：模型未定位这些骨的区域，其分期并非从图像读取：",
     col_bone: "骨",
@@ -201,11 +201,11 @@ export const TEXT = {
     col_basis: "分期来源",
     joint_details: "关节详情",
     joint_hint: "在图像或表格中选择一个关节。",
-    basis_joint_region: "由该关节区域读取",
+    basis_joint_region: "关节区域",
     basis_joint_region_long: "仅由该关节自身区域读取，模型以“与读片骨龄相符的典型分期”训练：属区域成熟度估计，未经专家 TW3 分期验证。",
-    basis_joint_region_supervised: "由该关节区域读取（专家标注训练）",
+    basis_joint_region_supervised: "关节区域（专家标注）",
     basis_joint_region_supervised_long: "由该关节自身区域读取，模型以专家 TW 分期标注训练。",
-    basis_typical_for_bone_age: "骨龄对应的典型分期",
+    basis_typical_for_bone_age: "骨龄典型分期",
     basis_typical_for_bone_age_long: "并非观察所得：以 TW3 分期重述整幅图像的骨龄估计（该骨骺没有定位区域）。",
     basis_unknown_long: "本页面未知的分期来源。",
     quality_legend: "质量控制",
@@ -294,6 +294,28 @@ export const BONES = {
   dp3: ["DP III", "第三远节指骨"],
   dp5: ["DP V", "第五远节指骨"],
 };
+
+/// Short names for the labels on the radiograph.
+export const BONES_SHORT = {
+  radius: ["Rad", "桡"],
+  ulna: ["Uln", "尺"],
+  mc1: ["MC I", "掌I"],
+  mc3: ["MC III", "掌III"],
+  mc5: ["MC V", "掌V"],
+  pp1: ["PP I", "近I"],
+  pp3: ["PP III", "近III"],
+  pp5: ["PP V", "近V"],
+  mp3: ["MP III", "中III"],
+  mp5: ["MP V", "中V"],
+  dp1: ["DP I", "远I"],
+  dp3: ["DP III", "远III"],
+  dp5: ["DP V", "远V"],
+};
+
+export function boneShort(id, lang) {
+  const b = BONES_SHORT[id];
+  return b ? b[lang === "zh" ? 1 : 0] : id;
+}
 
 export function boneName(id, lang) {
   const b = BONES[id];

@@ -119,7 +119,7 @@ try {
     const marks = await page.$$eval("#overlay g.joint", (gs) =>
       gs.map((g) => ({
         bone: g.dataset.bone,
-        label: g.querySelector("text").textContent,
+        label: g.querySelector("text .stage-score").textContent,
         x: Number(g.querySelector("circle,rect").getAttribute(g.querySelector("circle") ? "cx" : "x")),
       })),
     );
