@@ -97,6 +97,28 @@ pub fn decode_dicom(
     }
 }
 
+/// Reads the header of a DICOM Part 10 file up to the pixel data, without decoding
+/// any pixels (the fields a form can be pre-filled from). The same length checks as
+/// [`decode_dicom`]; the fields that need the pixels (`inverted`,
+/// `intensity_mapping`) keep their defaults.
+pub fn read_dicom_header(bytes: &[u8]) -> Result<DicomHeader, AnalysisError> {
+    match catch_unwind(AssertUnwindSafe(|| {
+        check_lengths(bytes)?;
+        let head = open(bytes, true)?;
+        let ts_uid = head
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches('\0')
+            .to_string();
+        Ok(read_header(&head, &ts_uid))
+    })) {
+        Ok(r) => r,
+        Err(_) => Err(AnalysisError::CorruptImage(
+            "the DICOM header could not be read (malformed data)".into(),
+        )),
+    }
+}
+
 fn open(bytes: &[u8], until_pixels: bool) -> Result<DefaultDicomObject, AnalysisError> {
     let mut opts = OpenFileOptions::new().read_preamble(ReadPreamble::Always);
     if until_pixels {

@@ -6,6 +6,7 @@ mod history;
 mod metrics;
 mod openapi;
 mod problem;
+pub mod web;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -132,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
+        .merge(web::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(limit))

@@ -23,6 +23,8 @@ use utoipa::OpenApi;
         super::readyz,
         super::metrics_text,
         super::openapi_json,
+        super::web::preview,
+        super::web::dicom_header,
     ),
     components(schemas(
         crate::report::AnalysisReport,
@@ -32,6 +34,7 @@ use utoipa::OpenApi;
         super::history::PatientList,
         super::history::ExamList,
         crate::growth::series::GrowthSeries,
+        super::web::DicomFields,
     )),
     modifiers(&BearerAuth)
 )]
