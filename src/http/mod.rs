@@ -6,6 +6,7 @@ mod history;
 mod metrics;
 mod openapi;
 mod problem;
+mod rescore;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -46,6 +47,8 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Analyses that may wait for a worker before 503.
     pub queue_depth: usize,
+    /// Workers of the re-scoring jobs (`POST /v1/rescore-jobs`), beside the pool.
+    pub rescore_workers: usize,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +59,7 @@ impl Default for ServerOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             queue_depth: 16,
+            rescore_workers: 1,
         }
     }
 }
@@ -68,6 +72,7 @@ pub struct AppState {
     store: Arc<Store>,
     auth: AuthMode,
     options: ServerOptions,
+    rescore: Arc<crate::rescore::exams::JobRunner>,
 }
 
 impl AppState {
@@ -81,6 +86,12 @@ impl AppState {
     ) -> std::io::Result<Self> {
         let pool = WorkerPool::new(options.workers, options.queue_depth)?;
         let metrics = Metrics::new().map_err(std::io::Error::other)?;
+        // Resumes the re-scoring jobs a previous server left unfinished.
+        let rescore = crate::rescore::exams::JobRunner::start(
+            Arc::clone(&analyzer),
+            Arc::clone(&store),
+            options.rescore_workers,
+        )?;
         Ok(AppState {
             analyzer,
             pool: Arc::new(pool),
@@ -88,6 +99,7 @@ impl AppState {
             store,
             auth,
             options,
+            rescore: Arc::new(rescore),
         })
     }
 }
@@ -127,6 +139,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/patients/{id}/exams", get(history::patient_exams))
         .route("/v1/patients/{id}/growth", get(history::patient_growth))
         .route("/v1/patients/{id}/growth.svg", get(history::patient_growth_svg))
+        .route("/v1/rescore-jobs", post(rescore::create_job))
+        .route("/v1/rescore-jobs/{id}", get(rescore::get_job))
         .route("/v1/model", get(model_info))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
