@@ -597,14 +597,7 @@ fn rescore(args: RescoreArgs) -> Result<()> {
         Some(RescoreCommand::Exams(a)) => {
             let analyzer = Analyzer::new(Arc::new(load_model(&a.model)?), DecodeLimits::default());
             let store = a.db.open()?;
-            let mut filter = match &a.tenant {
-                Some(name) => boneage::store::RescoreFilter::tenant(
-                    &store
-                        .tenant_by_name(name)?
-                        .with_context(|| format!("no tenant {name:?}"))?,
-                ),
-                None => boneage::store::RescoreFilter::all_tenants(),
-            };
+            let mut filter = rescore::tenant_filter(&store, a.tenant.as_deref())?;
             filter.from = a.from.as_deref().map(iso_date).transpose()?;
             filter.to = a.to.as_deref().map(iso_date).transpose()?;
             filter.only_model_version = a.only_model_version;
@@ -670,25 +663,8 @@ fn rescore_compare(c: CompareArgs) -> Result<()> {
                 bail!("give --from-version and --to-version (or --from-file and --to-file)");
             };
             let store = c.db.open()?;
-            let filter = match &c.tenant {
-                Some(name) => boneage::store::RescoreFilter::tenant(
-                    &store
-                        .tenant_by_name(name)?
-                        .with_context(|| format!("no tenant {name:?}"))?,
-                ),
-                None => boneage::store::RescoreFilter::all_tenants(),
-            };
-            let pairs = store
-                .version_pairs(&filter, fv, tv)?
-                .into_iter()
-                .map(|p| compare::PairInput {
-                    key: p.exam_id,
-                    sex: Some(p.sex),
-                    chronological_age_months: p.chronological_age_months,
-                    from_bone_age_months: p.from_bone_age_months,
-                    to_bone_age_months: p.to_bone_age_months,
-                })
-                .collect();
+            let filter = boneage::rescore::tenant_filter(&store, c.tenant.as_deref())?;
+            let pairs = compare::pairs_from_store(&store, &filter, fv, tv)?;
             compare::compare(fv, tv, pairs)
         }
     };

@@ -198,6 +198,26 @@ pub fn pairs_from_files(
     Ok((fv, tv, pairs))
 }
 
+/// The pairs of the stored exams matched by `filter` that both versions analysed.
+pub fn pairs_from_store(
+    store: &crate::store::Store,
+    filter: &crate::store::RescoreFilter,
+    from_version: &str,
+    to_version: &str,
+) -> Result<Vec<PairInput>, RescoreError> {
+    Ok(store
+        .version_pairs(filter, from_version, to_version)?
+        .into_iter()
+        .map(|p| PairInput {
+            key: p.exam_id,
+            sex: Some(p.sex),
+            chronological_age_months: p.chronological_age_months,
+            from_bone_age_months: p.from_bone_age_months,
+            to_bone_age_months: p.to_bone_age_months,
+        })
+        .collect())
+}
+
 type Rows = HashMap<(String, String), ResultRow>;
 
 fn accepted_rows(path: &Path, version: Option<&str>) -> Result<(String, Rows), RescoreError> {

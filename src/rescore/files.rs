@@ -512,7 +512,7 @@ impl RowWriter {
 
 /// A worker's answer for one item.
 enum Done {
-    Row(ResultRow),
+    Row(Box<ResultRow>),
     Skipped,
 }
 
@@ -565,16 +565,18 @@ pub fn run_files(
         }
         let row = ResultRow::base(&item, &sha, analyzer);
         let Some(bytes) = bytes else {
-            return Done::Row(row.refused("file_not_readable", "the file could not be read"));
+            return Done::Row(Box::new(
+                row.refused("file_not_readable", "the file could not be read"),
+            ));
         };
         let fields = RawFields {
             sex: item.sex.clone().or_else(|| opts.sex.clone()),
             ..Default::default()
         };
-        Done::Row(match analyzer.analyze_upload(&bytes, fields) {
+        Done::Row(Box::new(match analyzer.analyze_upload(&bytes, fields) {
             Ok(report) => row.accepted(&report),
             Err(e) => refused(row, &e),
-        })
+        }))
     };
     let read = |send: &dyn Fn((FileItem, std::io::Result<Vec<u8>>)) -> bool| {
         for item in items {

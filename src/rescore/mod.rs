@@ -210,6 +210,21 @@ impl Summary {
     }
 }
 
+/// The administrator's filter: one tenant by name, or every tenant.
+pub fn tenant_filter(
+    store: &crate::store::Store,
+    tenant: Option<&str>,
+) -> Result<crate::store::RescoreFilter, RescoreError> {
+    Ok(match tenant {
+        Some(name) => crate::store::RescoreFilter::tenant(
+            &store
+                .tenant_by_name(name)?
+                .ok_or_else(|| RescoreError::Invalid(format!("no tenant {name:?}")))?,
+        ),
+        None => crate::store::RescoreFilter::all_tenants(),
+    })
+}
+
 /// A progress bar drawn on stderr only when it is a terminal; hidden otherwise.
 pub fn progress_bar(len: u64) -> indicatif::ProgressBar {
     use std::io::IsTerminal;

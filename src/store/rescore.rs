@@ -360,9 +360,8 @@ impl Store {
                 ..
             } = o
             {
-                if !(bone_age_months.is_finite() && *bone_age_months >= 0.0)
-                    || !(bone_age_sd_months.is_finite() && *bone_age_sd_months >= 0.0)
-                {
+                let valid = |v: f64| v.is_finite() && v >= 0.0;
+                if !valid(*bone_age_months) || !valid(*bone_age_sd_months) {
                     return Err(StoreError::invalid("bone ages must be finite numbers ≥ 0"));
                 }
                 if !is_sha256_hex(model_sha256) {
@@ -734,8 +733,7 @@ mod tests {
     fn pending_exams_are_kept_unanalysed_ones_and_recording_is_idempotent() {
         let (_d, store) = open();
         let t = store.local_tenant().unwrap();
-        let other = store.create_token("other").map(|_| ()).unwrap();
-        let _ = other;
+        store.create_token("other").unwrap();
         let o = store.tenant_by_name("other").unwrap().unwrap();
         let e1 = exam(&store, &t, b"one", true, date!(2025 - 01 - 10));
         let e2 = exam(&store, &t, b"two", true, date!(2025 - 03 - 10));
