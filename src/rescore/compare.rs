@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::files::{prepare_output, Format, ResultRow};
+use super::files::{Format, ResultRow};
 use super::RescoreError;
 use crate::growth::bone_age_sds;
 use crate::Sex;
@@ -228,9 +228,9 @@ fn accepted_rows(path: &Path, version: Option<&str>) -> Result<(String, Rows), R
             reason: "no such file".into(),
         });
     }
-    // Validates the file (and cuts a torn last line) before reading it.
-    prepare_output(path, format, "")?;
-    let text = std::fs::read_to_string(path).map_err(|e| RescoreError::io(path, e))?;
+    let mut text = std::fs::read_to_string(path).map_err(|e| RescoreError::io(path, e))?;
+    // Read-only: a torn last line (a run killed while writing) is ignored, not cut.
+    text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
     let bad = |reason: String| RescoreError::Output {
         path: path.display().to_string(),
         reason,
@@ -382,6 +382,73 @@ mod tests {
         let text = summary_text(&c);
         assert!(text.contains("4 exams in both, 3 changed"), "{text}");
         assert!(text.contains("crossed: b (normal → advanced"), "{text}");
+    }
+
+    #[test]
+    fn two_output_files_pair_on_path_and_sha_and_ignore_a_torn_line() {
+        let dir = std::env::temp_dir().join(format!("boneage-cmp-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let row = |path: &str, version: &str, ba: Option<f64>| ResultRow {
+            id: path.into(),
+            path: path.into(),
+            image_sha256: "ab".into(),
+            model_name: "m".into(),
+            model_version: version.into(),
+            model_sha256: version.repeat(64).chars().take(64).collect(),
+            outcome: if ba.is_some() { "accepted" } else { "rejected" }.into(),
+            error_code: ba.is_none().then(|| "not_a_hand".to_string()),
+            error_reason: None,
+            sex: Some("male".into()),
+            chronological_age_months: Some(120.0),
+            bone_age_months: ba,
+            bone_age_sd_months: None,
+            interval_90_lo: None,
+            interval_90_hi: None,
+            bone_age_sds: None,
+            tw3_rus_score: None,
+            tw3_rus_bone_age_months: None,
+            quality_passes: None,
+            laterality: None,
+            analysis_id: None,
+        };
+        let write = |name: &str, rows: &[ResultRow], torn: &str| {
+            let mut text: String = rows
+                .iter()
+                .map(|r| serde_json::to_string(r).unwrap() + "\n")
+                .collect();
+            text += torn;
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let a = write(
+            "a.jsonl",
+            &[
+                row("x.png", "1", Some(100.0)),
+                row("y.png", "1", Some(90.0)),
+            ],
+            "{\"id\": \"z",
+        );
+        let b = write(
+            "b.jsonl",
+            &[row("x.png", "2", Some(104.5)), row("y.png", "2", None)],
+            "",
+        );
+        let before = std::fs::read(&a).unwrap();
+        let (fv, tv, pairs) = pairs_from_files(&a, &b, None, None).unwrap();
+        assert_eq!((fv.as_str(), tv.as_str()), ("1", "2"));
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].key, "x.png#ab");
+        assert_eq!(
+            pairs[0].to_bone_age_months - pairs[0].from_bone_age_months,
+            4.5
+        );
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            before,
+            "comparison is read-only"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
