@@ -341,6 +341,18 @@ async fn stored_exams_are_rescored_once_per_model_from_the_cli_and_the_api() {
     )
     .await;
     assert_eq!(r.status(), 200);
+    // B's second kept image goes missing from the image folder before re-scoring.
+    let lost = png8(&synthetic_hand(0.6, 701));
+    let r = post_multipart(
+        &cb,
+        &url,
+        Some((lost.clone(), "image/png")),
+        &[("sex", "male"), ("store_image", "true")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let lost_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&lost));
+    std::fs::remove_file(store.images_dir().join(&lost_sha[..2]).join(&lost_sha)).unwrap();
     srv.stop().await;
 
     // The CLI, as an administrator, with a second model, for tenant A only.
@@ -388,8 +400,8 @@ async fn stored_exams_are_rescored_once_per_model_from_the_cli_and_the_api() {
         );
     }
     let m2_sha = TractModel::load(&m2).unwrap().info().sha256.clone();
-    // B's kept exam is the only one model 2 has not seen; A's unkept one is never a candidate.
-    assert_eq!(store.count_rescore(&all, &m2_sha).unwrap(), (5, 1));
+    // B's kept exams are the only ones model 2 has not seen; A's unkept one is never a candidate.
+    assert_eq!(store.count_rescore(&all, &m2_sha).unwrap(), (6, 2));
 
     // The comparison report.
     let report = dir.path().join("compare.csv");
@@ -476,7 +488,7 @@ async fn stored_exams_are_rescored_once_per_model_from_the_cli_and_the_api() {
         (&"finished".into(), &4.into(), &0.into(), &4.into()),
         "{job}"
     );
-    // B's job covers only B's exam.
+    // B's job covers only B's exams.
     let r = cb
         .post(format!("{base}/v1/rescore-jobs"))
         .json(&serde_json::json!({"only_model_version": v1}))
@@ -486,9 +498,25 @@ async fn stored_exams_are_rescored_once_per_model_from_the_cli_and_the_api() {
     assert_eq!(r.status(), 202);
     let created: Value = r.json().await.unwrap();
     let job = wait_for_job(&cb, &base, created["id"].as_str().unwrap()).await;
+    // The lost image is recorded as a failure with its code; the job goes on.
+    assert_eq!(job["state"], "finished", "{job}");
     assert_eq!(
-        (&job["total"], &job["done"]),
-        (&1.into(), &1.into()),
+        (&job["total"], &job["done"], &job["failed"]),
+        (&2.into(), &1.into(), &1.into()),
+        "{job}"
+    );
+    assert_eq!(job["failed_by_code"]["file_not_readable"], 1, "{job}");
+    // Again: both are finished for this model (the failure is not retried).
+    let r = cb
+        .post(format!("{base}/v1/rescore-jobs"))
+        .send()
+        .await
+        .unwrap();
+    let created: Value = r.json().await.unwrap();
+    let job = wait_for_job(&cb, &base, created["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&job["total"], &job["done"], &job["skipped"], &job["failed"]),
+        (&2.into(), &0.into(), &2.into(), &0.into()),
         "{job}"
     );
     let r = ca
@@ -506,7 +534,7 @@ async fn stored_exams_are_rescored_once_per_model_from_the_cli_and_the_api() {
             .len(),
         4
     );
-    assert_eq!(store.count_rescore(&all, &info3.sha256).unwrap(), (5, 0));
+    assert_eq!(store.count_rescore(&all, &info3.sha256).unwrap(), (6, 0));
     srv.stop().await;
 }
 
