@@ -157,6 +157,9 @@ struct RescoreExamsArgs {
     /// Only exams whose latest analysis is by this model version.
     #[arg(long)]
     only_model_version: Option<String>,
+    /// Try again the exams this model failed on before (e.g. after restoring images).
+    #[arg(long)]
+    retry_failed: bool,
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -604,6 +607,7 @@ fn rescore(args: RescoreArgs) -> Result<()> {
             let opts = exams::ExamOptions {
                 workers: a.run.workers(),
                 shard: a.run.shard()?,
+                retry_failed: a.retry_failed,
                 ..Default::default()
             };
             let bar = rescore::progress_bar(0);

@@ -29,6 +29,9 @@ pub struct ExamOptions {
     pub batch: usize,
     /// The API job whose counters move with each commit.
     pub job: Option<String>,
+    /// Forget the model's recorded failures on the matched exams first, so they
+    /// are tried again (otherwise a failure is a finished outcome).
+    pub retry_failed: bool,
 }
 
 impl Default for ExamOptions {
@@ -38,6 +41,7 @@ impl Default for ExamOptions {
             shard: Shard::default(),
             batch: 32,
             job: None,
+            retry_failed: false,
         }
     }
 }
@@ -141,6 +145,10 @@ pub fn run_exams(
 ) -> Result<Summary, RescoreError> {
     let start = Instant::now();
     let model_sha = analyzer.model().info().sha256.clone();
+    if opts.retry_failed {
+        let n = store.clear_rescore_failures(filter, &model_sha)?;
+        tracing::info!(failures = n, "retrying failed exams");
+    }
     let (matched, pending) = store.count_rescore(filter, &model_sha)?;
     let mut summary = Summary::new(analyzer, opts.workers.max(1), opts.shard);
     let sharded = opts.shard.count > 1;

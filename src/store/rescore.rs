@@ -470,6 +470,28 @@ impl Store {
         })
     }
 
+    /// Forgets the failures of `model_sha256` on the exams matched by the filter, so
+    /// that a run retries them (e.g. after a kept image was restored). Returns how
+    /// many were forgotten.
+    pub fn clear_rescore_failures(
+        &self,
+        filter: &RescoreFilter,
+        model_sha256: &str,
+    ) -> Result<u64, StoreError> {
+        let (sql, mut args) = filter.clause()?;
+        args.push(SqlValue::Text(model_sha256.to_string()));
+        let n = args.len();
+        self.write(|tx| {
+            Ok(tx.execute(
+                &format!(
+                    "DELETE FROM rescore_failures WHERE model_sha256 = ?{n}
+                     AND exam_id IN (SELECT e.id FROM exams e WHERE {sql})"
+                ),
+                params_from_iter(args),
+            )? as u64)
+        })
+    }
+
     /// The recorded failure of `model_sha256` on an exam: `(code, reason)`.
     pub fn rescore_failure(
         &self,
@@ -786,18 +808,28 @@ mod tests {
             store.rescore_failure(&e2, SHA_B).unwrap(),
             Some(("not_a_hand".into(), "r".into()))
         );
+        // Forgetting the failure makes e2 pending again (other filters untouched).
+        let other_tenant = RescoreFilter::tenant(&o);
+        assert_eq!(
+            store.clear_rescore_failures(&other_tenant, SHA_B).unwrap(),
+            0
+        );
+        assert_eq!(store.clear_rescore_failures(&mine, SHA_B).unwrap(), 1);
+        assert_eq!(store.count_rescore(&mine, SHA_B).unwrap(), (2, 1));
+        assert_eq!(store.rescore_failure(&e2, SHA_B).unwrap(), None);
         // The earlier analysis is kept beside the new one.
         let both = store.version_pairs(&all, "1", "2").unwrap();
         assert_eq!(both.len(), 1);
         assert_eq!(both[0].exam_id, e1);
         assert_eq!(both[0].from_bone_age_months, 100.0);
         assert_eq!(both[0].to_bone_age_months, 101.0);
-        // Latest version: e1's latest is now "2".
+        // Latest version: e1's latest is now "2", so "1" leaves e2 and e4 (both
+        // pending again, e2's failure having been forgotten).
         let latest1 = RescoreFilter {
             only_model_version: Some("1".into()),
             ..RescoreFilter::all_tenants()
         };
-        assert_eq!(store.count_rescore(&latest1, SHA_B).unwrap(), (2, 1));
+        assert_eq!(store.count_rescore(&latest1, SHA_B).unwrap(), (2, 2));
         let _ = e4;
     }
 
