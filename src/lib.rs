@@ -20,6 +20,7 @@ pub mod preprocess;
 pub mod quality;
 pub mod render;
 pub mod report;
+pub mod rescore;
 pub mod scoring;
 pub mod store;
 pub mod synth;

@@ -41,6 +41,10 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Re-score many radiographs: image files (`--dir` or `--manifest`, to `--out`
+    /// CSV/JSONL), the stored exams (`rescore exams`), or compare two model versions
+    /// (`rescore compare`). Resumable: rerun the same command after an interruption.
+    Rescore(RescoreArgs),
     /// Bearer tokens: each binds a caller to a tenant (a hospital or an integration).
     Token {
         #[command(subcommand)]
@@ -70,6 +74,122 @@ enum TokenCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct RescoreArgs {
+    #[command(subcommand)]
+    command: Option<RescoreCommand>,
+    #[command(flatten)]
+    files: RescoreFilesArgs,
+}
+
+#[derive(Subcommand)]
+enum RescoreCommand {
+    /// Re-score the stored exams whose image was kept: one new analysis per exam for
+    /// this model, the earlier ones kept (all tenants unless --tenant).
+    Exams(RescoreExamsArgs),
+    /// Compare two model versions over the stored exams analysed by both (or two
+    /// `rescore` output files): changes by age band and ±2 SD crossings.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct RescoreFilesArgs {
+    /// Folder of radiographs (recursive: .png .jpg .jpeg .tif .tiff .dcm .dicom).
+    #[arg(long, conflicts_with = "manifest")]
+    dir: Option<PathBuf>,
+    /// Manifest CSV in the `boneage eval` layout (`id,image,...,male`; `male` may be empty).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Folder the manifest's image paths are relative to (default: the manifest's folder).
+    #[arg(long, requires = "manifest")]
+    images: Option<PathBuf>,
+    /// Output: `.csv` or `.jsonl`, appended to and resumed if it exists.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Sex for images whose manifest row (or folder) gives none; DICOM PatientSex otherwise.
+    #[arg(long)]
+    sex: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Analysis workers (default: number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Only this shard: K/N, zero-based (e.g. `--shard $JOB_COMPLETION_INDEX/8`).
+    #[arg(long, env = "BONEAGE_SHARD")]
+    shard: Option<String>,
+}
+
+impl RunArgs {
+    fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(boneage::rescore::default_workers)
+            .max(1)
+    }
+
+    fn shard(&self) -> Result<boneage::rescore::Shard> {
+        Ok(match &self.shard {
+            Some(s) => s.parse()?,
+            None => Default::default(),
+        })
+    }
+}
+
+#[derive(Args)]
+struct RescoreExamsArgs {
+    /// Only this tenant's exams (default: every tenant).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Exams on or after this date (YYYY-MM-DD).
+    #[arg(long)]
+    from: Option<String>,
+    /// Exams on or before this date (YYYY-MM-DD).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only exams whose latest analysis is by this model version.
+    #[arg(long)]
+    only_model_version: Option<String>,
+    /// Try again the exams this model failed on before (e.g. after restoring images).
+    #[arg(long)]
+    retry_failed: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The earlier model version.
+    #[arg(long)]
+    from_version: Option<String>,
+    /// The later model version.
+    #[arg(long)]
+    to_version: Option<String>,
+    /// Instead of the database: the earlier version's `rescore` output (.csv/.jsonl).
+    #[arg(long, requires = "to_file")]
+    from_file: Option<PathBuf>,
+    /// Instead of the database: the later version's `rescore` output.
+    #[arg(long, requires = "from_file")]
+    to_file: Option<PathBuf>,
+    /// Only this tenant's exams (database mode).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Write one CSV row per compared exam here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Args, Clone)]
@@ -114,6 +234,9 @@ struct ServeArgs {
     /// Largest request body in bytes (larger → 413).
     #[arg(long, env = "BONEAGE_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Workers of re-scoring jobs started with POST /v1/rescore-jobs.
+    #[arg(long, env = "BONEAGE_RESCORE_WORKERS", default_value_t = 1)]
+    rescore_workers: usize,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -323,6 +446,7 @@ fn main() -> Result<()> {
                 .with_context(|| format!("writing {}", args.out.display()))?;
             Ok(())
         }
+        Command::Rescore(args) => rescore(args),
         Command::Token { command } => token(command),
         Command::Model {
             command: ModelCommand::Info(args),
@@ -350,6 +474,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let mut options = ServerOptions {
         queue_depth: args.queue_depth,
         max_body_bytes: args.max_body_bytes,
+        rescore_workers: args.rescore_workers.max(1),
         ..Default::default()
     };
     if let Some(w) = args.workers {
@@ -465,5 +590,91 @@ fn eval(args: EvalArgs) -> Result<()> {
         summary.localisation = Some(eval::localisation(&preds, t));
     }
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn rescore(args: RescoreArgs) -> Result<()> {
+    use boneage::rescore::{self, exams, files};
+    let summary = match args.command {
+        Some(RescoreCommand::Compare(c)) => return rescore_compare(c),
+        Some(RescoreCommand::Exams(a)) => {
+            let analyzer = Analyzer::new(Arc::new(load_model(&a.model)?), DecodeLimits::default());
+            let store = a.db.open()?;
+            let mut filter = rescore::tenant_filter(&store, a.tenant.as_deref())?;
+            filter.from = a.from.as_deref().map(iso_date).transpose()?;
+            filter.to = a.to.as_deref().map(iso_date).transpose()?;
+            filter.only_model_version = a.only_model_version;
+            let opts = exams::ExamOptions {
+                workers: a.run.workers(),
+                shard: a.run.shard()?,
+                retry_failed: a.retry_failed,
+                ..Default::default()
+            };
+            let bar = rescore::progress_bar(0);
+            let s = exams::run_exams(&analyzer, &store, &filter, &opts, &bar)?;
+            bar.finish_and_clear();
+            s
+        }
+        None => {
+            let a = args.files;
+            let out = a
+                .out
+                .context("give --out FILE (.csv or .jsonl) for --dir or --manifest")?;
+            let items = match (&a.dir, &a.manifest) {
+                (Some(d), None) => files::items_from_dir(d)?,
+                (None, Some(m)) => files::items_from_manifest(m, a.images.as_deref())?,
+                _ => bail!(
+                    "give --dir DIR or --manifest FILE (or `rescore exams`, `rescore compare`)"
+                ),
+            };
+            let analyzer = Analyzer::new(Arc::new(load_model(&a.model)?), DecodeLimits::default());
+            let opts = files::FileOptions {
+                workers: a.run.workers(),
+                shard: a.run.shard()?,
+                sex: a.sex,
+                ..Default::default()
+            };
+            let bar = rescore::progress_bar(items.len() as u64);
+            let s = files::run_files(&analyzer, items, &out, &opts, &bar)?;
+            bar.finish_and_clear();
+            s
+        }
+    };
+    eprintln!("{}", summary.text());
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn iso_date(s: &str) -> Result<time::Date> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s.trim(), &fmt).with_context(|| format!("{s:?} is not a date (YYYY-MM-DD)"))
+}
+
+fn rescore_compare(c: CompareArgs) -> Result<()> {
+    use boneage::rescore::compare;
+    let comparison = match (&c.from_file, &c.to_file) {
+        (Some(a), Some(b)) => {
+            let (fv, tv, pairs) = compare::pairs_from_files(
+                a,
+                b,
+                c.from_version.as_deref(),
+                c.to_version.as_deref(),
+            )?;
+            compare::compare(&fv, &tv, pairs)
+        }
+        _ => {
+            let (Some(fv), Some(tv)) = (&c.from_version, &c.to_version) else {
+                bail!("give --from-version and --to-version (or --from-file and --to-file)");
+            };
+            let store = c.db.open()?;
+            let filter = boneage::rescore::tenant_filter(&store, c.tenant.as_deref())?;
+            let pairs = compare::pairs_from_store(&store, &filter, fv, tv)?;
+            compare::compare(fv, tv, pairs)
+        }
+    };
+    if let Some(out) = &c.out {
+        compare::write_csv(out, &comparison)?;
+    }
+    print!("{}", compare::summary_text(&comparison));
     Ok(())
 }

@@ -272,6 +272,7 @@ async fn every_bad_input_gets_its_code_and_the_server_keeps_answering() {
             workers: 2,
             queue_depth: 4,
             max_body_bytes: 4 * 1024 * 1024,
+            ..Default::default()
         },
     )
     .await;

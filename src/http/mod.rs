@@ -7,6 +7,7 @@ mod metrics;
 mod openapi;
 mod problem;
 pub mod web;
+mod rescore;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +48,8 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Analyses that may wait for a worker before 503.
     pub queue_depth: usize,
+    /// Workers of the re-scoring jobs (`POST /v1/rescore-jobs`), beside the pool.
+    pub rescore_workers: usize,
 }
 
 impl Default for ServerOptions {
@@ -57,6 +60,7 @@ impl Default for ServerOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             queue_depth: 16,
+            rescore_workers: 1,
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct AppState {
     store: Arc<Store>,
     auth: AuthMode,
     options: ServerOptions,
+    rescore: Arc<crate::rescore::exams::JobRunner>,
 }
 
 impl AppState {
@@ -82,6 +87,12 @@ impl AppState {
     ) -> std::io::Result<Self> {
         let pool = WorkerPool::new(options.workers, options.queue_depth)?;
         let metrics = Metrics::new().map_err(std::io::Error::other)?;
+        // Resumes the re-scoring jobs a previous server left unfinished.
+        let rescore = crate::rescore::exams::JobRunner::start(
+            Arc::clone(&analyzer),
+            Arc::clone(&store),
+            options.rescore_workers,
+        )?;
         Ok(AppState {
             analyzer,
             pool: Arc::new(pool),
@@ -89,6 +100,7 @@ impl AppState {
             store,
             auth,
             options,
+            rescore: Arc::new(rescore),
         })
     }
 }
@@ -128,6 +140,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/patients/{id}/exams", get(history::patient_exams))
         .route("/v1/patients/{id}/growth", get(history::patient_growth))
         .route("/v1/patients/{id}/growth.svg", get(history::patient_growth_svg))
+        .route("/v1/rescore-jobs", post(rescore::create_job))
+        .route("/v1/rescore-jobs/{id}", get(rescore::get_job))
         .route("/v1/model", get(model_info))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

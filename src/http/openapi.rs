@@ -18,6 +18,8 @@ use utoipa::OpenApi;
         super::history::patient_exams,
         super::history::patient_growth,
         super::history::patient_growth_svg,
+        super::rescore::create_job,
+        super::rescore::get_job,
         super::model_info,
         super::healthz,
         super::readyz,
@@ -35,6 +37,8 @@ use utoipa::OpenApi;
         super::history::ExamList,
         crate::growth::series::GrowthSeries,
         super::web::DicomFields,
+        super::rescore::RescoreJobCreate,
+        crate::store::RescoreJob,
     )),
     modifiers(&BearerAuth)
 )]

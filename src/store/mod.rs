@@ -40,12 +40,15 @@
 //! `UNIQUE(exam_id, model_sha256)`). Re-scoring a kept image with a new model adds an
 //! `analyses` row to the existing exam and never overwrites. Parents' heights are
 //! stored per exam, as the API receives them per analysis. Versions are tracked in
-//! `PRAGMA user_version`; see `schema.rs`.
+//! `PRAGMA user_version`; see `schema.rs`. Version 2 adds `rescore_failures` (why a
+//! model could not re-analyse an exam, once per exam and model) and `rescore_jobs`
+//! (re-scoring jobs started from the API); see `rescore.rs`.
 
 mod analyses;
 mod error;
 mod images;
 mod patients;
+mod rescore;
 mod schema;
 mod tenants;
 #[cfg(test)]
@@ -63,6 +66,9 @@ use time::{Date, OffsetDateTime};
 pub use analyses::{NewAnalysis, StoredAnalysis};
 pub use error::StoreError;
 pub use patients::{NewPatient, Patient, MAX_EXTERNAL_ID, MAX_NAME};
+pub use rescore::{
+    ExamToRescore, Recorded, RescoreFilter, RescoreJob, RescoreOutcome, VersionPair,
+};
 pub use schema::SCHEMA_VERSION;
 pub use tenants::{NewToken, Tenant, TokenInfo, LOCAL_TENANT, TOKEN_PREFIX};
 

@@ -75,6 +75,42 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (exam_id, model_sha256)
     ) STRICT;
     "#,
+    // 2: batch re-scoring. A re-scoring that cannot analyse an exam's kept image
+    // records why, once per (exam, model), so a rerun neither retries nor loses it;
+    // jobs started from the API persist so that a restarted server resumes them.
+    r#"
+    CREATE TABLE rescore_failures (
+        exam_id       TEXT NOT NULL REFERENCES exams(id),
+        model_sha256  TEXT NOT NULL CHECK (length(model_sha256) = 64),
+        code          TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (exam_id, model_sha256)
+    ) STRICT;
+
+    CREATE TABLE rescore_jobs (
+        id              TEXT PRIMARY KEY,
+        tenant_id       INTEGER NOT NULL REFERENCES tenants(id),
+        filter_json     TEXT NOT NULL,
+        model_name      TEXT NOT NULL,
+        model_version   TEXT NOT NULL,
+        model_sha256    TEXT NOT NULL CHECK (length(model_sha256) = 64),
+        state           TEXT NOT NULL
+                        CHECK (state IN ('queued', 'running', 'finished', 'failed')),
+        total           INTEGER NOT NULL DEFAULT 0,
+        done            INTEGER NOT NULL DEFAULT 0,
+        skipped         INTEGER NOT NULL DEFAULT 0,
+        failed          INTEGER NOT NULL DEFAULT 0,
+        failed_by_code  TEXT NOT NULL DEFAULT '{}',
+        error           TEXT,
+        created_at      TEXT NOT NULL,
+        started_at      TEXT,
+        finished_at     TEXT
+    ) STRICT;
+    CREATE INDEX rescore_jobs_unfinished ON rescore_jobs(state)
+        WHERE state IN ('queued', 'running');
+    CREATE INDEX analyses_by_model ON analyses(model_version, exam_id);
+    "#,
 ];
 
 /// The schema version this code writes and reads.

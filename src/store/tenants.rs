@@ -39,6 +39,10 @@ impl Tenant {
     pub(super) fn id(&self) -> i64 {
         self.id
     }
+
+    pub(super) fn new(id: i64, name: String) -> Tenant {
+        Tenant { id, name }
+    }
 }
 
 /// A freshly created token. `token` is shown once and never stored; the `Debug`

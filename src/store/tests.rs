@@ -142,7 +142,7 @@ fn open_creates_folders_schema_and_durable_settings() {
         .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(schema::version(&conn).unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     for table in ["tenants", "tokens", "patients", "exams", "analyses"] {
         assert_eq!(count(&conn, table), 0, "{table}");
     }
