@@ -6,8 +6,8 @@ mod history;
 mod metrics;
 mod openapi;
 mod problem;
-pub mod web;
 mod rescore;
+pub mod web;
 
 use std::collections::HashMap;
 use std::future::Future;
