@@ -9,21 +9,6 @@ use common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_boneage"))
-}
-
-/// Runs the binary and asserts success.
-fn run_ok(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// Runs the binary, asserts success, parses stdout as JSON.
 fn run_json(cmd: &mut Command) -> Value {
     serde_json::from_slice(&run_ok(cmd).stdout).unwrap()

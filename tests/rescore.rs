@@ -19,20 +19,6 @@ use boneage::store::{RescoreFilter, Store};
 use common::*;
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_boneage"))
-}
-
-fn run_ok(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// The default model's bytes with `boneage.model_version` set to `version` (a
 /// later `metadata_props` entry wins), written to `dir`: the same network under a
 /// different version and sha256, as a new release would be.

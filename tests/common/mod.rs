@@ -98,6 +98,22 @@ impl TestServer {
     }
 }
 
+/// The `boneage` binary under test.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_boneage"))
+}
+
+/// Runs the binary and asserts success.
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("run boneage");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Starts `boneage serve` with `args` (stderr piped, RUST_LOG=warn) and waits for
 /// its "listening on" line; returns the child and the address it printed. Its
 /// stderr keeps being drained so the server never blocks on a full pipe.
