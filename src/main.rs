@@ -395,7 +395,7 @@ fn main() -> Result<()> {
             };
             match analyzer.analyze_upload(&bytes, fields) {
                 Ok(report) => {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    print_json(&report)?;
                     Ok(())
                 }
                 Err(e) => bail!("{}: {}", e.code(), e),
@@ -407,7 +407,7 @@ fn main() -> Result<()> {
             let req = request(args.sex)?;
             let r = boneage::bench::run(&analyzer, &bytes, &req, args.runs, args.warmup)
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e))?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            print_json(&r)?;
             Ok(())
         }
         Command::Synth(args) => {
@@ -452,7 +452,7 @@ fn main() -> Result<()> {
             command: ModelCommand::Info(args),
         } => {
             let model = load_model(&args)?;
-            println!("{}", serde_json::to_string_pretty(model.info())?);
+            print_json(model.info())?;
             Ok(())
         }
     }
@@ -517,6 +517,22 @@ fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
+/// Writes one line to stdout. A reader that closed the pipe early (`| head`) is not
+/// an error: the output is simply not wanted any more.
+fn print_line(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Prints a value as pretty JSON on stdout (see [`print_line`]).
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
+    print_line(&serde_json::to_string_pretty(value)?)
+}
+
 fn token(command: TokenCommand) -> Result<()> {
     match command {
         TokenCommand::Create { tenant, db } => {
@@ -525,7 +541,7 @@ fn token(command: TokenCommand) -> Result<()> {
                 "token {} for tenant {:?} created; it is shown once",
                 t.id, t.tenant
             );
-            println!("{}", t.token);
+            print_line(&t.token)?;
         }
         TokenCommand::Revoke { token_or_id, db } => {
             if !db.open()?.revoke_token(&token_or_id)? {
@@ -535,7 +551,7 @@ fn token(command: TokenCommand) -> Result<()> {
         }
         TokenCommand::List { db } => {
             let list = db.open()?.list_tokens()?;
-            println!("{}", serde_json::to_string_pretty(&list)?);
+            print_json(&list)?;
         }
     }
     Ok(())
@@ -589,7 +605,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if let Some(t) = &rois {
         summary.localisation = Some(eval::localisation(&preds, t));
     }
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    print_json(&summary)?;
     Ok(())
 }
 
@@ -641,7 +657,7 @@ fn rescore(args: RescoreArgs) -> Result<()> {
         }
     };
     eprintln!("{}", summary.text());
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    print_json(&summary)?;
     Ok(())
 }
 

@@ -308,3 +308,19 @@ fn tokens_and_local_mode() {
         .unwrap();
     assert!(!out.status.success(), "revoking twice fails");
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_is_not_a_crash() {
+    // stdout's read end is closed before the binary writes (it loads the model first)
+    let mut child = bin()
+        .args(["model", "info"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
