@@ -151,6 +151,61 @@ impl RawFields {
         Ok(())
     }
 
+    /// The fields as stored with an exam (`exams.inputs_json`): every field as
+    /// received, so that a re-scoring can run the same request again
+    /// ([`RawFields::from_json`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sex": self.sex,
+            "chronological_age_months": self.chronological_age_months,
+            "birth_date": self.birth_date,
+            "exam_date": self.exam_date,
+            "exam_date_fallback": self.exam_date_fallback,
+            "height_cm": self.height_cm,
+            "weight_kg": self.weight_kg,
+            "mother_height_cm": self.mother_height_cm,
+            "father_height_cm": self.father_height_cm,
+            "tw2_rus_bone_age_months": self.tw2_rus_bone_age_months,
+            "menarche": self.menarche,
+            "height_reference": self.height_reference,
+            "from_patient": self.from_patient,
+        })
+    }
+
+    /// The fields back from [`RawFields::to_json`]; keys it does not know (e.g.
+    /// `store_image`, `source`) are ignored, missing ones are absent fields.
+    pub fn from_json(v: &serde_json::Value) -> RawFields {
+        let text = |k: &str| v.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let from_patient = v
+            .get("from_patient")
+            .and_then(|v| v.as_array())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| match v.as_str() {
+                        Some("sex") => Some("sex"),
+                        Some("birth_date") => Some("birth_date"),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RawFields {
+            sex: text("sex"),
+            chronological_age_months: text("chronological_age_months"),
+            birth_date: text("birth_date"),
+            exam_date: text("exam_date"),
+            height_cm: text("height_cm"),
+            weight_kg: text("weight_kg"),
+            mother_height_cm: text("mother_height_cm"),
+            father_height_cm: text("father_height_cm"),
+            tw2_rus_bone_age_months: text("tw2_rus_bone_age_months"),
+            menarche: text("menarche"),
+            height_reference: text("height_reference"),
+            exam_date_fallback: text("exam_date_fallback"),
+            from_patient,
+        }
+    }
+
     /// The measurements, validated (each optional; a present one must be a number
     /// in its plausible range).
     pub fn measurements(&self) -> Result<Measurements, AnalysisError> {

@@ -329,24 +329,10 @@ async fn create_analysis(
     }
 
     let analyzer = Arc::clone(&state.analyzer);
-    let inputs = inputs_json(&fields, store_image);
+    let mut inputs = fields.to_json();
+    inputs["store_image"] = store_image.into();
     let upload = image.clone();
-    let rx = state
-        .pool
-        .try_run(move || analyzer.analyze_upload(&upload, fields))
-        .map_err(|_| {
-            tracing::warn!("queue full, shedding request");
-            Problem::overloaded()
-        })?;
-    update_pool_gauges(&state);
-    let result = rx.await.map_err(|_| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the analysis worker failed",
-        )
-    })?;
-    update_pool_gauges(&state);
+    let result = on_pool(&state, move || analyzer.analyze_upload(&upload, fields)).await?;
     let mut report = match result {
         Ok(report) => report,
         Err(e) => {
@@ -463,26 +449,6 @@ fn file_under_patient(fields: &mut RawFields, p: &crate::store::Patient) -> Resu
     Ok(())
 }
 
-/// The request's fields as received (the inputs a re-scoring needs again).
-fn inputs_json(f: &RawFields, store_image: bool) -> serde_json::Value {
-    serde_json::json!({
-        "sex": f.sex,
-        "chronological_age_months": f.chronological_age_months,
-        "birth_date": f.birth_date,
-        "exam_date": f.exam_date,
-        "exam_date_fallback": f.exam_date_fallback,
-        "height_cm": f.height_cm,
-        "weight_kg": f.weight_kg,
-        "mother_height_cm": f.mother_height_cm,
-        "father_height_cm": f.father_height_cm,
-        "tw2_rus_bone_age_months": f.tw2_rus_bone_age_months,
-        "menarche": f.menarche,
-        "height_reference": f.height_reference,
-        "from_patient": f.from_patient,
-        "store_image": store_image,
-    })
-}
-
 fn new_analysis<'a>(
     report: &AnalysisReport,
     mut inputs: serde_json::Value,
@@ -519,6 +485,28 @@ fn new_analysis<'a>(
         model_version: report.model.version.clone(),
         model_sha256: report.model.sha256.clone(),
     })
+}
+
+/// Runs CPU work on the worker pool: 503 `overloaded` at once when workers and
+/// queue are full, 500 if the worker dies; the pool gauges follow.
+pub(crate) async fn on_pool<T: Send + 'static>(
+    state: &AppState,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
+    let rx = state.pool.try_run(job).map_err(|_| {
+        tracing::warn!("queue full, shedding request");
+        Problem::overloaded()
+    })?;
+    update_pool_gauges(state);
+    let out = rx.await.map_err(|_| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "a worker failed",
+        )
+    });
+    update_pool_gauges(state);
+    out
 }
 
 fn update_pool_gauges(state: &AppState) {

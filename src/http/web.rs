@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::{AppState, Problem};
+use super::{on_pool, AppState, Problem};
 use crate::decode::{decode_upload, GreyImage};
 use crate::dicom::{is_dicom, read_dicom_header};
 
@@ -155,24 +155,12 @@ pub async fn preview(
         ));
     }
     let analyzer = Arc::clone(&state.analyzer);
-    let rx = state
-        .pool
-        .try_run(move || {
-            let decoded = decode_upload(&body, analyzer.limits())?;
-            let (w, h) = (decoded.image.width, decoded.image.height);
-            Ok::<_, crate::error::AnalysisError>((preview_png(&decoded.image), w, h))
-        })
-        .map_err(|_| Problem::overloaded())?;
-    let (png, w, h) = rx
-        .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the preview worker failed",
-            )
-        })?
-        .map_err(Problem::from)?;
+    let (png, w, h) = on_pool(&state, move || {
+        let decoded = decode_upload(&body, analyzer.limits())?;
+        let (w, h) = (decoded.image.width, decoded.image.height);
+        Ok::<_, crate::error::AnalysisError>((preview_png(&decoded.image), w, h))
+    })
+    .await??;
     let png = png.map_err(|e| {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -279,25 +267,12 @@ pub async fn dicom_header(
             "not a DICOM Part 10 file (no DICM preamble)",
         ));
     }
-    let rx = state
-        .pool
-        .try_run(move || read_dicom_header(&body))
-        .map_err(|_| Problem::overloaded())?;
-    let h = rx
-        .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the header worker failed",
-            )
-        })?
-        .map_err(Problem::from)?;
-    let sex = h.patient_sex.as_deref().and_then(|s| match s {
-        "M" | "m" => Some("male".to_string()),
-        "F" | "f" => Some("female".to_string()),
-        _ => None,
-    });
+    let h = on_pool(&state, move || read_dicom_header(&body)).await??;
+    let sex = h
+        .patient_sex
+        .as_deref()
+        .and_then(crate::Sex::parse)
+        .map(|s| s.as_str().to_string());
     Ok(Json(DicomFields {
         sex,
         birth_date: h.patient_birth_date,

@@ -46,42 +46,6 @@ impl Default for ExamOptions {
     }
 }
 
-/// The request fields an exam was first analysed with, from its `inputs_json`
-/// (see `POST /v1/analyses`), so the new analysis sees exactly the same inputs
-/// (including the exam date a face filled in, and which fields came from the
-/// patient record). Missing or non-text values are absent fields.
-pub fn fields_from_inputs(inputs: &serde_json::Value) -> RawFields {
-    let text = |k: &str| inputs.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let from_patient = inputs
-        .get("from_patient")
-        .and_then(|v| v.as_array())
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| match v.as_str() {
-                    Some("sex") => Some("sex"),
-                    Some("birth_date") => Some("birth_date"),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    RawFields {
-        sex: text("sex"),
-        chronological_age_months: text("chronological_age_months"),
-        birth_date: text("birth_date"),
-        exam_date: text("exam_date"),
-        height_cm: text("height_cm"),
-        weight_kg: text("weight_kg"),
-        mother_height_cm: text("mother_height_cm"),
-        father_height_cm: text("father_height_cm"),
-        tw2_rus_bone_age_months: text("tw2_rus_bone_age_months"),
-        menarche: text("menarche"),
-        height_reference: text("height_reference"),
-        exam_date_fallback: text("exam_date_fallback"),
-        from_patient,
-    }
-}
-
 /// Analyses one exam's kept image again.
 fn rescore_one(
     analyzer: &Analyzer,
@@ -110,7 +74,7 @@ fn rescore_one(
             "the kept image's bytes do not have the exam's sha256".into(),
         );
     }
-    match analyzer.analyze_upload(&bytes, fields_from_inputs(&exam.inputs_json)) {
+    match analyzer.analyze_upload(&bytes, RawFields::from_json(&exam.inputs_json)) {
         Ok(mut report) => {
             report.patient_id = exam.patient_id.clone();
             match serde_json::to_value(&report) {
@@ -336,7 +300,7 @@ mod tests {
             "store_image": true,
             "source": {"fields": []}
         });
-        let f = fields_from_inputs(&inputs);
+        let f = RawFields::from_json(&inputs);
         assert_eq!(f.sex.as_deref(), Some("female"));
         assert_eq!(f.birth_date.as_deref(), Some("2015-03-01"));
         assert_eq!(f.exam_date, None);
@@ -349,6 +313,6 @@ mod tests {
         let (req, _) = f.resolve(None).unwrap();
         assert_eq!(req.exam_date.as_deref(), Some("2026-03-01"));
         assert!(req.chronological_age_months.is_some());
-        assert!(fields_from_inputs(&json!({})).sex.is_none());
+        assert!(RawFields::from_json(&json!({})).sex.is_none());
     }
 }
