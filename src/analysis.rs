@@ -427,9 +427,19 @@ fn parse_age_months(t: &str) -> Result<f64, AnalysisError> {
     Ok(v)
 }
 
-fn parse_date(field: &'static str, t: &str) -> Result<Date, AnalysisError> {
+/// An ISO calendar date (`YYYY-MM-DD`, surrounding spaces ignored).
+pub fn parse_iso_date(t: &str) -> Option<Date> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(t.trim(), &fmt).map_err(|_| {
+    Date::parse(t.trim(), &fmt).ok()
+}
+
+/// `YYYY-MM-DD`.
+pub fn iso_date(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn parse_date(field: &'static str, t: &str) -> Result<Date, AnalysisError> {
+    parse_iso_date(t).ok_or_else(|| {
         AnalysisError::invalid(field, format!("{t:?} is not an ISO date (YYYY-MM-DD)"))
     })
 }

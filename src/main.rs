@@ -662,8 +662,8 @@ fn rescore(args: RescoreArgs) -> Result<()> {
 }
 
 fn iso_date(s: &str) -> Result<time::Date> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s.trim(), &fmt).with_context(|| format!("{s:?} is not a date (YYYY-MM-DD)"))
+    boneage::analysis::parse_iso_date(s)
+        .with_context(|| format!("{s:?} is not a date (YYYY-MM-DD)"))
 }
 
 fn rescore_compare(c: CompareArgs) -> Result<()> {

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{db, AppState, Problem};
+use crate::analysis::{iso_date, parse_iso_date};
 use crate::growth::height::HeightReference;
 use crate::growth::series::{growth_series, ExamPoint, GrowthInputs, GrowthSeries};
 use crate::render::{self, Lang, PatientView};
@@ -438,7 +439,7 @@ fn summary(a: &StoredAnalysis) -> ExamSummary {
         .and_then(|v| Some([v.first()?.as_f64()?, v.get(1)?.as_f64()?]));
     ExamSummary {
         analysis_id: a.id.clone(),
-        exam_date: a.exam_date.map(iso),
+        exam_date: a.exam_date.map(iso_date),
         created_at: a.created_at.clone(),
         chronological_age_months: a.chronological_age_months,
         bone_age_months: a.bone_age_months,
@@ -471,7 +472,7 @@ pub fn series_of(
             .iter()
             .map(|a| ExamPoint {
                 analysis_id: a.id.clone(),
-                exam_date: a.exam_date.map(iso),
+                exam_date: a.exam_date.map(iso_date),
                 chronological_age_months: a.chronological_age_months,
                 bone_age_months: a.bone_age_months,
                 bone_age_sd_months: a.bone_age_sd_months,
@@ -492,16 +493,6 @@ fn view(p: &Patient) -> PatientView {
         external_id: p.external_id.clone(),
         name: p.name.clone(),
         sex: p.sex,
-        birth_date: iso(p.birth_date),
+        birth_date: iso_date(p.birth_date),
     }
-}
-
-pub(super) fn parse_iso_date(t: &str) -> Option<time::Date> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(t.trim(), &fmt).ok()
-}
-
-/// `YYYY-MM-DD`.
-pub(super) fn iso(d: time::Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }

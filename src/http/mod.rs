@@ -436,7 +436,7 @@ fn file_under_patient(fields: &mut RawFields, p: &crate::store::Patient) -> Resu
             fields.from_patient.push("sex");
         }
     }
-    let birth = history::iso(p.birth_date);
+    let birth = crate::analysis::iso_date(p.birth_date);
     match fields.birth_date.as_deref() {
         Some(b) if b.trim() != birth => return Err(clash("birth_date")),
         Some(_) => {}
@@ -445,7 +445,9 @@ fn file_under_patient(fields: &mut RawFields, p: &crate::store::Patient) -> Resu
             fields.from_patient.push("birth_date");
         }
     }
-    fields.exam_date_fallback = Some(history::iso(time::OffsetDateTime::now_utc().date()));
+    fields.exam_date_fallback = Some(crate::analysis::iso_date(
+        time::OffsetDateTime::now_utc().date(),
+    ));
     Ok(())
 }
 
@@ -460,7 +462,7 @@ fn new_analysis<'a>(
     let exam_date =
         match report.exam_date.as_deref() {
             None => None,
-            Some(d) => Some(history::parse_iso_date(d).ok_or_else(|| {
+            Some(d) => Some(crate::analysis::parse_iso_date(d).ok_or_else(|| {
                 StoreError::Invalid(format!("exam date {d:?} is not an ISO date"))
             })?),
         };

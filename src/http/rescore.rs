@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::Caller;
-use super::{db, history, AppState, Problem};
+use super::{db, AppState, Problem};
 use crate::store::{RescoreFilter, RescoreJob};
 
 /// Which of the tenant's exams with a kept image to re-score (all when empty).
@@ -57,7 +57,7 @@ pub async fn create_job(
     let date = |v: &Option<String>, name: &str| -> Result<Option<time::Date>, Problem> {
         v.as_deref()
             .map(|d| {
-                history::parse_iso_date(d)
+                crate::analysis::parse_iso_date(d)
                     .ok_or_else(|| invalid(format!("{name}: not an ISO date (YYYY-MM-DD)")))
             })
             .transpose()
