@@ -1,5 +1,10 @@
-//! Per-stage and end-to-end latency of the analysis pipeline on a synthetic
-//! 1000×1300 radiograph: `cargo bench --bench pipeline`.
+//! Per-stage and end-to-end latency of the analysis pipeline on synthetic
+//! radiographs: `cargo bench --bench pipeline`. Decoding of an 8-bit PNG of
+//! 1000×1300, a 16-bit PNG of 2000×2500 and the same as a DR-style DICOM
+//! (MONOCHROME1, 14 bits stored; JPEG lossless when dcmtk's `dcmcjpeg` is on the
+//! PATH, else uncompressed, and the benchmark's name says which); preprocessing;
+//! one model pass on one and two threads; scoring; whole analyses.
+//! `scripts/benchmarks.py` measures the same on a real radiograph, beside onnxruntime.
 
 use std::sync::Arc;
 
@@ -19,8 +24,10 @@ fn bench(c: &mut Criterion) {
         height: 2500,
         ..p.clone()
     }));
+    let (dicom, dicom_name) = dr_dicom(2000, 2500);
     let limits = DecodeLimits::default();
     let model = Arc::new(TractModel::embedded().expect("model"));
+    let model2 = TractModel::embedded().expect("model").with_threads(2);
     let spec = model.preprocess_spec().clone();
     let img = decode(&png8, &limits).expect("decode");
     let tensor = preprocess(&img, &spec).expect("preprocess");
@@ -41,11 +48,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decode/png16_2000x2500", |b| {
         b.iter(|| decode(&png16, &limits).expect("decode"))
     });
+    c.bench_function(&format!("decode/{dicom_name}"), |b| {
+        b.iter(|| boneage::decode::decode_upload(&dicom, &limits).expect("decode"))
+    });
     c.bench_function("preprocess/1000x1300", |b| {
         b.iter(|| preprocess(&img, &spec).expect("preprocess"))
     });
-    c.bench_function("inference", |b| {
+    c.bench_function("inference/1_thread", |b| {
         b.iter(|| model.infer(tensor.clone(), Sex::Male).expect("infer"))
+    });
+    c.bench_function("inference/2_threads", |b| {
+        b.iter(|| model2.infer(tensor.clone(), Sex::Male).expect("infer"))
     });
     c.bench_function("scoring", |b| {
         b.iter(|| build_report(&out, &req, model.info(), input.clone(), None))
@@ -53,6 +66,42 @@ fn bench(c: &mut Criterion) {
     c.bench_function("analysis/png8_1000x1300", |b| {
         b.iter(|| analyzer.analyze(&png8, &req).expect("analyze"))
     });
+    c.bench_function(&format!("analysis/{dicom_name}"), |b| {
+        b.iter(|| analyzer.analyze(&dicom, &req).expect("analyze"))
+    });
+}
+
+/// A DR-style DICOM of the synthetic hand: MONOCHROME1, 14 bits stored, JPEG
+/// lossless (process 14, SV1) by `dcmcjpeg +e1` when dcmtk is installed.
+fn dr_dicom(width: u32, height: u32) -> (Vec<u8>, String) {
+    let img = hand_radiograph_16(&HandParams {
+        width,
+        height,
+        ..HandParams::default()
+    });
+    let px: Vec<u16> = img.as_raw().iter().map(|&v| 16383 - (v >> 2)).collect();
+    let tags = boneage::dicom::DicomTags {
+        monochrome1: true,
+        bits_stored: 14,
+        ..Default::default()
+    };
+    let raw = boneage::dicom::encode_dicom(&px, width, height, &tags).expect("encode");
+    let dir = std::env::temp_dir().join(format!("boneage-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let (src, dst) = (dir.join("raw.dcm"), dir.join("jpegll.dcm"));
+    let converted = std::fs::write(&src, &raw).is_ok()
+        && std::process::Command::new("dcmcjpeg")
+            .arg("+e1")
+            .arg(&src)
+            .arg(&dst)
+            .status()
+            .is_ok_and(|s| s.success());
+    let out = match converted.then(|| std::fs::read(&dst).ok()).flatten() {
+        Some(bytes) => (bytes, format!("dicom_jpegll_{width}x{height}")),
+        None => (raw, format!("dicom_raw_{width}x{height}")),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    out
 }
 
 criterion_group! {

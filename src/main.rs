@@ -216,6 +216,10 @@ struct ModelArgs {
     /// ONNX model file; default: the model embedded from models/boneage-default.onnx.
     #[arg(long, env = "BONEAGE_MODEL")]
     model: Option<PathBuf>,
+    /// Threads one inference uses (tract's multithreaded matrix products). Workers ×
+    /// threads should not exceed the cores.
+    #[arg(long, env = "BONEAGE_INFERENCE_THREADS", default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Args)]
@@ -231,6 +235,10 @@ struct ServeArgs {
     /// Analyses that may wait for a worker before the service answers 503.
     #[arg(long, env = "BONEAGE_QUEUE_DEPTH", default_value_t = 16)]
     queue_depth: usize,
+    /// Milliseconds a refused (503) analysis is held before its answer, so that
+    /// clients retrying at once cannot starve the workers.
+    #[arg(long, env = "BONEAGE_SHED_DELAY_MS", default_value_t = 100)]
+    shed_delay_ms: u64,
     /// Largest request body in bytes (larger → 413).
     #[arg(long, env = "BONEAGE_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -307,9 +315,17 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// PNG or JPEG radiograph.
+    /// Radiograph: PNG, TIFF, JPEG or DICOM.
     #[arg(long)]
     image: PathBuf,
+    /// Also write the model's input tensor for this image (raw little-endian f32,
+    /// [1, 1, H, W]), for `scripts/ort_compare.py`.
+    #[arg(long)]
+    dump_input: Option<PathBuf>,
+    /// Also time one pass over a batch of N copies of the image (per image), to
+    /// see what batching would buy.
+    #[arg(long)]
+    batch: Option<usize>,
     #[arg(long, default_value_t = 30)]
     runs: usize,
     #[arg(long, default_value_t = 3)]
@@ -354,7 +370,8 @@ fn load_model(args: &ModelArgs) -> Result<TractModel> {
     Ok(match &args.model {
         Some(p) => TractModel::load(p)?,
         None => TractModel::embedded()?,
-    })
+    }
+    .with_threads(args.threads))
 }
 
 /// The analyzer over the chosen model, and the bytes of one image file.
@@ -405,8 +422,37 @@ fn main() -> Result<()> {
         Command::Bench(args) => {
             let (analyzer, bytes) = analyzer_and_image(&args.model, &args.image)?;
             let req = request(args.sex)?;
-            let r = boneage::bench::run(&analyzer, &bytes, &req, args.runs, args.warmup)
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e))?;
+            let fail = |e: boneage::error::AnalysisError| anyhow::anyhow!("{}: {}", e.code(), e);
+            if let Some(path) = &args.dump_input {
+                let x = boneage::bench::model_input(&analyzer, &bytes).map_err(fail)?;
+                let raw: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+                std::fs::write(path, raw).with_context(|| format!("writing {}", path.display()))?;
+            }
+            let threads = args.model.threads.max(1);
+            let mut r =
+                boneage::bench::run(&analyzer, &bytes, &req, args.runs, args.warmup, threads)
+                    .map_err(fail)?;
+            if let Some(size) = args.batch {
+                let onnx = match &args.model.model {
+                    Some(p) => {
+                        std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
+                    }
+                    None => boneage::model::EMBEDDED_MODEL.to_vec(),
+                };
+                let x = boneage::bench::model_input(&analyzer, &bytes).map_err(fail)?;
+                r.batched = Some(
+                    boneage::bench::batched_pass(
+                        &onnx,
+                        size,
+                        &x,
+                        req.sex,
+                        args.runs,
+                        args.warmup,
+                        threads,
+                    )
+                    .map_err(fail)?,
+                );
+            }
             print_json(&r)?;
             Ok(())
         }
@@ -473,6 +519,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let analyzer = Arc::new(Analyzer::new(Arc::new(model), DecodeLimits::default()));
     let mut options = ServerOptions {
         queue_depth: args.queue_depth,
+        shed_delay: std::time::Duration::from_millis(args.shed_delay_ms),
         max_body_bytes: args.max_body_bytes,
         rescore_workers: args.rescore_workers.max(1),
         ..Default::default()

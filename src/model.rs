@@ -159,6 +159,10 @@ pub struct TractModel {
     out_idx: [usize; 3],
     /// Index of `joint_points`, when the contract declares it.
     joint_idx: Option<usize>,
+    /// tract's multithreaded executor for one inference, when more than one thread
+    /// is asked for ([`TractModel::with_threads`]); `None` runs on the caller's thread.
+    executor: Option<tract_linalg::multithread::Executor>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for TractModel {
@@ -173,6 +177,24 @@ impl TractModel {
     /// Loads the model embedded in the binary.
     pub fn embedded() -> Result<Self, ModelError> {
         Self::from_bytes(EMBEDDED_MODEL, &format!("embedded:{EMBEDDED_MODEL_PATH}"))
+    }
+
+    /// Runs each inference's matrix products on `threads` threads (tract's rayon
+    /// executor, one pool owned by this model); 1 (the default) keeps inference on the
+    /// calling worker thread. The pool is shared by every worker that calls
+    /// [`Backend::infer`], so `workers × threads` should not exceed the cores.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        let threads = threads.max(1);
+        self.threads = threads;
+        self.executor = (threads > 1).then(|| {
+            tract_linalg::multithread::Executor::multithread_with_name(threads, "boneage-tract")
+        });
+        self
+    }
+
+    /// Threads one inference uses (see [`TractModel::with_threads`]).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {
@@ -278,6 +300,8 @@ impl TractModel {
             spec,
             out_idx,
             joint_idx,
+            executor: None,
+            threads: 1,
         };
         // One dry run proves the output shapes match the contract.
         let probe = tract_ndarray::Array4::<f32>::zeros((1, 1, h, w));
@@ -313,13 +337,14 @@ impl Backend for TractModel {
         }
         let sex_v = if sex == Sex::Male { 1.0f32 } else { 0.0 };
         let sex_t = tract_ndarray::Array2::from_elem((1, 1), sex_v);
-        let outputs = self
-            .plan
-            .run(tvec!(
-                Tensor::from(image).into(),
-                Tensor::from(sex_t).into()
-            ))
-            .map_err(|e| AnalysisError::Inference(format!("{e:#}")))?;
+        let inputs = tvec!(Tensor::from(image).into(), Tensor::from(sex_t).into());
+        let outputs = match &self.executor {
+            None => self.plan.run(inputs),
+            Some(ex) => tract_linalg::multithread::multithread_tract_scope(ex.clone(), || {
+                self.plan.run(inputs)
+            }),
+        }
+        .map_err(|e| AnalysisError::Inference(format!("{e:#}")))?;
         let get = |i: usize| -> Result<Vec<f32>, AnalysisError> {
             let t = outputs.get(self.out_idx[i]).ok_or_else(|| {
                 AnalysisError::Inference(format!("missing output {}", REQUIRED_OUTPUTS[i]))
@@ -847,6 +872,25 @@ mod tests {
             assert!((s - 1.0).abs() < 1e-3, "stage probabilities sum to {s}");
         }
         assert_eq!(m.info().sha256.len(), 64);
+    }
+
+    #[test]
+    fn two_inference_threads_give_the_same_outputs() {
+        let one = TractModel::embedded().unwrap();
+        let two = TractModel::embedded().unwrap().with_threads(2);
+        assert_eq!((one.threads(), two.threads()), (1, 2));
+        let spec = one.preprocess_spec().clone();
+        let (h, w) = (spec.height as usize, spec.width as usize);
+        let x = tract_ndarray::Array4::<f32>::from_shape_fn((1, 1, h, w), |(_, _, y, x)| {
+            ((x * 7 + y * 13) % 23) as f32 / 11.0 - 1.0
+        });
+        let a = one.infer(x.clone(), Sex::Male).unwrap();
+        let b = two.infer(x, Sex::Male).unwrap();
+        assert!((a.bone_age_months - b.bone_age_months).abs() < 1e-3);
+        assert!((a.bone_age_log_var - b.bone_age_log_var).abs() < 1e-4);
+        for (p, q) in a.joint_points.iter().zip(&b.joint_points) {
+            assert!((p[0] - q[0]).abs() < 1e-4 && (p[1] - q[1]).abs() < 1e-4);
+        }
     }
 
     #[test]

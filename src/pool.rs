@@ -67,6 +67,13 @@ impl WorkerPool {
         &self.stats
     }
 
+    /// Whether [`WorkerPool::try_run`] would refuse now (workers and queue full). A
+    /// hint for shedding before expensive work such as reading an upload; the
+    /// admission itself stays in `try_run`.
+    pub fn is_saturated(&self) -> bool {
+        self.stats.in_flight.load(Ordering::SeqCst) >= self.workers + self.queue_depth
+    }
+
     /// Queues `f` unless the pool is saturated; the receiver yields its result.
     pub fn try_run<F, R>(&self, f: F) -> Result<oneshot::Receiver<R>, Overloaded>
     where
@@ -144,6 +151,7 @@ mod tests {
         }
         assert_eq!(accepted.len(), 2);
         assert_eq!(refused, 3);
+        assert!(pool.is_saturated());
         for _ in 0..2 {
             release_tx.send(()).unwrap();
         }
@@ -152,6 +160,7 @@ mod tests {
         }
         assert_eq!(pool.stats().in_flight.load(Ordering::SeqCst), 0);
         // Capacity is back.
+        assert!(!pool.is_saturated());
         assert!(pool.try_run(|| ()).is_ok());
     }
 

@@ -1,6 +1,5 @@
 //! Stage 2: grey image → model input tensor, as the model's contract says.
 
-use image::{imageops, ImageBuffer, Luma};
 use tract_onnx::prelude::tract_ndarray::Array4;
 
 use crate::decode::GreyImage;
@@ -50,16 +49,33 @@ pub fn preprocess(img: &GreyImage, spec: &PreprocessSpec) -> Result<Array4<f32>,
 }
 
 fn squash(img: &GreyImage, width: u32, height: u32) -> Result<Vec<f32>, AnalysisError> {
+    use fast_image_resize as fr;
     if img.width == width && img.height == height {
         return Ok(img.pixels.clone());
     }
-    let buf: ImageBuffer<Luma<f32>, &[f32]> =
-        ImageBuffer::from_raw(img.width, img.height, img.pixels.as_slice()).ok_or_else(|| {
-            AnalysisError::CorruptImage("pixel buffer does not match the image size".into())
-        })?;
-    // Triangle = bilinear with its support widened by the scale factor, i.e. an
-    // antialiased downscale like PIL's BILINEAR used at training time.
-    Ok(imageops::resize(&buf, width, height, imageops::FilterType::Triangle).into_raw())
+    let corrupt =
+        || AnalysisError::CorruptImage("pixel buffer does not match the image size".into());
+    let src = fr::images::ImageRef::new(
+        img.width,
+        img.height,
+        bytemuck::cast_slice(&img.pixels),
+        fr::PixelType::F32,
+    )
+    .map_err(|_| corrupt())?;
+    let mut dst = fr::images::Image::new(width, height, fr::PixelType::F32);
+    // The convolution "bilinear" filter: a triangle whose support widens with the
+    // scale factor, i.e. an antialiased downscale like PIL's BILINEAR used at
+    // training time (tests/parity.rs holds the two together).
+    let options =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    fr::Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| AnalysisError::Inference(format!("resize: {e}")))?;
+    Ok(dst
+        .buffer()
+        .chunks_exact(4)
+        .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// In-place per-image standardisation (population SD, floor 1e-6).

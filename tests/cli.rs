@@ -177,6 +177,41 @@ fn synth_bench_and_eval() {
     assert!(
         v["median_ms"]["total"].as_f64().unwrap() >= v["median_ms"]["inference"].as_f64().unwrap()
     );
+    assert_eq!(v["threads"], 1);
+    assert!(v["passes"].as_u64().is_some_and(|p| (1..=4).contains(&p)));
+    assert!(v["model_pass_ms"]["median"]
+        .as_f64()
+        .is_some_and(|t| t > 0.0));
+    assert!(v.get("batched").is_none());
+
+    // Two inference threads, a batch of 3, and the model's input written out: the
+    // z-scored 100x100 tensor, as raw little-endian f32.
+    let dump = tmp("input.f32");
+    let v = run_json(
+        bin()
+            .args(["bench", "--runs", "2", "--warmup", "1", "--threads", "2"])
+            .args(["--batch", "3", "--image"])
+            .arg(&img)
+            .arg("--dump-input")
+            .arg(&dump),
+    );
+    assert_eq!(v["threads"], 2);
+    assert_eq!(v["batched"]["size"], 3);
+    let per = v["batched"]["per_image_ms"]["median"].as_f64().unwrap();
+    let pass = v["batched"]["pass_ms"]["median"].as_f64().unwrap();
+    assert!(per > 0.0 && (pass / per - 3.0).abs() < 1e-2, "{per} {pass}");
+    let raw = std::fs::read(&dump).unwrap();
+    assert_eq!(raw.len(), 100 * 100 * 4);
+    let x: Vec<f64> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+        .collect();
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
+    assert!(
+        mean.abs() < 1e-3 && (var - 1.0).abs() < 1e-3,
+        "{mean} {var}"
+    );
 
     // A manifest of three synthetic images and one broken file.
     let dir = tmp("manifest");

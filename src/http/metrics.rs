@@ -40,7 +40,7 @@ impl Metrics {
         let stage_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "boneage_stage_duration_seconds",
-                "Pipeline stage latency of successful analyses",
+                "Pipeline stage latency of successful analyses (store: the durable commit of the result)",
             )
             .buckets(BUCKETS.to_vec()),
             &["stage"],

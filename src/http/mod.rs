@@ -11,7 +11,7 @@ pub mod web;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,10 @@ pub struct ServerOptions {
     pub queue_depth: usize,
     /// Workers of the re-scoring jobs (`POST /v1/rescore-jobs`), beside the pool.
     pub rescore_workers: usize,
+    /// How long a refused (503) request is held before its answer: clients that
+    /// retry at once, ignoring `Retry-After`, would otherwise spend the CPU the
+    /// workers need on a storm of refusals.
+    pub shed_delay: std::time::Duration,
 }
 
 impl Default for ServerOptions {
@@ -61,6 +65,7 @@ impl Default for ServerOptions {
                 .unwrap_or(2),
             queue_depth: 16,
             rescore_workers: 1,
+            shed_delay: std::time::Duration::from_millis(100),
         }
     }
 }
@@ -74,6 +79,7 @@ pub struct AppState {
     auth: AuthMode,
     options: ServerOptions,
     rescore: Arc<crate::rescore::exams::JobRunner>,
+    shed_log: Arc<ShedLog>,
 }
 
 impl AppState {
@@ -101,6 +107,11 @@ impl AppState {
             auth,
             options,
             rescore: Arc::new(rescore),
+            shed_log: Arc::new(ShedLog {
+                start: std::time::Instant::now(),
+                last_s: AtomicU64::new(0),
+                since_last: AtomicU64::new(0),
+            }),
         })
     }
 }
@@ -153,11 +164,13 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // Path only: query strings and bodies may carry patient data.
-                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // Path only: query strings and bodies may carry patient data.
+                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_failure(log_failure),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
@@ -346,11 +359,17 @@ async fn create_analysis(
     // before the answer leaves.
     let stored = report.clone();
     let kept = store_image.then_some(image);
+    let commit = std::time::Instant::now();
     db(&state, move |s| {
         let rec = new_analysis(&stored, inputs, kept.as_deref())?;
         s.insert_analysis(&tenant, &rec)
     })
     .await?;
+    state
+        .metrics
+        .stage_seconds
+        .with_label_values(&["store"])
+        .observe(commit.elapsed().as_secs_f64());
     tracing::info!(
         analysis_id = %report.id,
         total_ms = report.timings_ms.total,
@@ -495,10 +514,14 @@ pub(crate) async fn on_pool<T: Send + 'static>(
     state: &AppState,
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Problem> {
-    let rx = state.pool.try_run(job).map_err(|_| {
-        tracing::warn!("queue full, shedding request");
-        Problem::overloaded()
-    })?;
+    let rx = match state.pool.try_run(job) {
+        Ok(rx) => rx,
+        Err(_) => {
+            let problem = shed(state);
+            tokio::time::sleep(state.options.shed_delay).await;
+            return Err(problem);
+        }
+    };
     update_pool_gauges(state);
     let out = rx.await.map_err(|_| {
         Problem::new(
@@ -509,6 +532,58 @@ pub(crate) async fn on_pool<T: Send + 'static>(
     });
     update_pool_gauges(state);
     out
+}
+
+/// Server errors in the log, one line each, except the 503s of shedding: those come
+/// in floods exactly when the machine is busiest, so [`shed`] summarises them.
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass as Class;
+    match class {
+        Class::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {}
+        other => tracing::error!(
+            failure = %other,
+            latency_ms = latency.as_millis() as u64,
+            "response failed"
+        ),
+    }
+}
+
+/// The 503 of a full pool. The log says so at most every [`SHED_LOG_EVERY_S`]
+/// seconds with the count since its last line (one line per refusal would flood the
+/// log exactly when the machine is busiest); the metrics count every one.
+fn shed(state: &AppState) -> Problem {
+    let log = &state.shed_log;
+    log.since_last.fetch_add(1, Ordering::Relaxed);
+    let now = log.start.elapsed().as_secs();
+    let last = log.last_s.load(Ordering::Relaxed);
+    let due = last == 0 || now >= last + SHED_LOG_EVERY_S;
+    if due
+        && log
+            .last_s
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let count = log.since_last.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            shed = count,
+            "queue full: shedding requests with 503 (count since the last such line)"
+        );
+    }
+    Problem::overloaded()
+}
+
+const SHED_LOG_EVERY_S: u64 = 10;
+
+/// State of the rate-limited shedding log line.
+struct ShedLog {
+    start: std::time::Instant,
+    /// Seconds after `start` of the last line (0: none yet).
+    last_s: AtomicU64,
+    since_last: AtomicU64,
 }
 
 fn update_pool_gauges(state: &AppState) {
