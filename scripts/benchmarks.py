@@ -241,7 +241,15 @@ def main():
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--json", default=str(OUT_DIR / "results.json"))
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--render-only", action="store_true", help="rewrite --out from the --json of an earlier run")
     args = ap.parse_args()
+    if args.render_only:
+        res = json.loads(Path(args.json).read_text())
+        res["peak"] = {int(k): v for k, v in res["peak"].items()}
+        for k, v in res["run_args"].items():
+            setattr(args, k, v)
+        Path(args.out).write_text(render(res, args))
+        return
     if args.quick:
         args.runs, args.ort_runs, args.load_seconds = 5, 20, 3
         args.overhead_rounds, args.overhead_runs = 2, 10
@@ -249,7 +257,8 @@ def main():
     if not Path(boneage).exists():
         sys.exit(f"{boneage} missing: cargo build --release")
 
-    res = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    res = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+           "run_args": {"runs": args.runs, "ort_runs": args.ort_runs, "load_seconds": args.load_seconds}}
     print("machine:", res["machine"], file=sys.stderr)
     images, source, sex = make_images(boneage, args.quick)
     res["images"] = {k: {"desc": v["desc"], "bytes": v["bytes"]} for k, v in images.items()}
@@ -459,8 +468,9 @@ def render(res, args):
             w("")
         w(f"**Peak RSS** of the server over all the runs here: **{res['peak_rss_mb']:.0f} MB**.")
         w("")
-        w(f"Load, {args.load_seconds} s per row (latency of accepted, 2xx, requests; a shed request is a 503 "
-          f"answered at once):")
+        w(f"Load, {args.load_seconds} s per row, oha with N connections each sending requests back to back "
+          f"(latency of the accepted, 2xx, requests; a shed request is a 503 with `Retry-After: 1`, "
+          f"answered after the server's 100 ms shed delay):")
         w("")
         w("| clients | accepted/s | p50 (ms) | p99 (ms) | p99/p50 | accepted | 503 shed | other status | transport errors |")
         w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
