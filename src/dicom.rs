@@ -144,6 +144,48 @@ fn first_line(e: &(dyn std::error::Error + 'static)) -> String {
     s.lines().next().unwrap_or("").chars().take(300).collect()
 }
 
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// The RLE Lossless header of a frame (DICOM PS3.5 Annex G.5): 64 bytes, the number
+/// of segments (1 to 15) then 15 segment offsets, each within the fragment and none
+/// before the header's end. dicom-rs reads the header by trusting the segment count
+/// (a count of 0x3400_0000 reserved 3.5 GB), so it is checked here first.
+fn check_rle_header(fragment: &[u8]) -> Result<(), AnalysisError> {
+    let corrupt = |why: String| {
+        AnalysisError::CorruptImage(format!("the RLE-compressed DICOM frame is damaged: {why}"))
+    };
+    if fragment.len() < 64 {
+        return Err(corrupt(format!(
+            "its {}-byte fragment is shorter than the 64-byte RLE header",
+            fragment.len()
+        )));
+    }
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            fragment[4 * i],
+            fragment[4 * i + 1],
+            fragment[4 * i + 2],
+            fragment[4 * i + 3],
+        ])
+    };
+    let segments = word(0);
+    if !(1..=15).contains(&segments) {
+        return Err(corrupt(format!(
+            "the header declares {segments} segments (1 to 15 allowed)"
+        )));
+    }
+    for i in 1..=segments as usize {
+        let offset = word(i) as usize;
+        if offset < 64 || offset > fragment.len() {
+            return Err(corrupt(format!(
+                "segment {i} starts at byte {offset}, outside the {}-byte fragment",
+                fragment.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn decode_inner(
     bytes: &[u8],
     limits: &DecodeLimits,
@@ -177,6 +219,17 @@ fn decode_inner(
 
     // 2. The whole object, then only the first frame's pixels.
     let obj = open(bytes, false)?;
+    if ts_uid == RLE_LOSSLESS {
+        if let Some(first) = obj
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .and_then(|e| e.value().fragments())
+            .and_then(|f| f.first())
+        {
+            check_rle_header(first)?;
+        }
+    }
     let frame = obj.decode_pixel_data_frame(0).map_err(|e| {
         let msg = first_line(&e);
         if msg.to_ascii_lowercase().contains("unsupported") || header.transfer_syntax.is_none() {
@@ -723,6 +776,33 @@ pub fn iso_date(da: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rle_headers_are_checked_before_dicom_rs_reads_them() {
+        let header = |count: u32, offsets: &[u32], len: usize| {
+            let mut f = vec![0u8; len];
+            f[..4].copy_from_slice(&count.to_le_bytes());
+            for (i, o) in offsets.iter().enumerate() {
+                f[4 + 4 * i..8 + 4 * i].copy_from_slice(&o.to_le_bytes());
+            }
+            f
+        };
+        // One segment right after the header; two 16-bit segments.
+        assert!(check_rle_header(&header(1, &[64], 100)).is_ok());
+        assert!(check_rle_header(&header(2, &[64, 80], 100)).is_ok());
+        for (f, want) in [
+            (header(0x3400_0000, &[64], 100), "segments"),
+            (header(0, &[], 100), "segments"),
+            (header(16, &[64], 100), "segments"),
+            (header(2, &[64, 4000], 100), "outside"),
+            (header(1, &[12], 100), "outside"),
+            (vec![1, 0, 0, 0], "shorter"),
+        ] {
+            let e = check_rle_header(&f).unwrap_err();
+            assert_eq!(e.code(), "corrupt_image");
+            assert!(e.to_string().contains(want), "{e}");
+        }
+    }
+
     use super::*;
 
     fn gradient(w: u32, h: u32) -> Vec<u16> {
