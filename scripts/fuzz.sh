@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the upload decoder (fuzz/fuzz_targets/decode.rs) for a bounded time.
 #   scripts/fuzz.sh [SECONDS]     (default 600)
+#   BONEAGE_BIN=target/release/boneage scripts/fuzz.sh 900
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Seeds are
 # small synthetic radiographs as PNG (8/16-bit), JPEG, TIFF and DICOM, transcoded by
 # dcmtk to compressed transfer syntaxes when it is installed. Crashes are kept in
@@ -10,8 +11,13 @@ cd "$(dirname "$0")/.."
 secs="${1:-600}"
 corpus=fuzz/corpus/decode
 mkdir -p "$corpus"
-cargo build --quiet --bin boneage
-bin=target/debug/boneage
+# The seeds come from `boneage synth`: BONEAGE_BIN names a built binary, else a
+# debug one is built.
+bin="${BONEAGE_BIN:-}"
+if [ -z "$bin" ]; then
+    cargo build --quiet --bin boneage
+    bin=target/debug/boneage
+fi
 "$bin" synth --width 96 --height 120 --seed 1 "$corpus/hand8.png"
 "$bin" synth --width 96 --height 120 --bits 16 --seed 2 "$corpus/hand16.png"
 "$bin" synth --width 96 --height 120 --bits 12 --seed 3 --dicom-sex F \
