@@ -281,6 +281,8 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), AnalysisError> {
     }
     let mut pos = 132;
     let mut ts = String::new();
+    // Where the group length (0002,0000) says the meta group ends.
+    let mut declared_end = None;
     // File meta group: explicit VR little endian, group 0002.
     while pos + 8 <= bytes.len() && u16::from_le_bytes([bytes[pos], bytes[pos + 1]]) == 0x0002 {
         let elem = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
@@ -289,12 +291,30 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), AnalysisError> {
         let start = pos + header;
         let end = start.checked_add(len).filter(|&e| e <= bytes.len());
         let end = end.ok_or_else(|| truncated("meta group element length"))?;
+        if elem == 0x0000 && len == 4 {
+            let gl = u32::from_le_bytes([
+                bytes[start],
+                bytes[start + 1],
+                bytes[start + 2],
+                bytes[start + 3],
+            ]);
+            declared_end = Some(end as u64 + gl as u64);
+        }
         if elem == 0x0010 {
             ts = String::from_utf8_lossy(&bytes[start..end])
                 .trim_end_matches(['\0', ' '])
                 .to_string();
         }
         pos = end;
+    }
+    // The DICOM parser ends the meta group where its group length says; this walk
+    // must check the same data set it will read (a fuzzer finding: a group length
+    // past the last 0002 element made the parser inflate other bytes than this walk
+    // did, and reserve 3.8 GB for an element this walk never saw).
+    if declared_end.is_some_and(|e| e != pos as u64) {
+        return Err(truncated(
+            "the file meta group length does not match its elements",
+        ));
     }
     let rest = &bytes[pos..];
     match ts.as_str() {
