@@ -200,13 +200,7 @@ pub fn batched_pass(
     let run_once = || -> Result<f64, AnalysisError> {
         let tv: TVec<TValue> = inputs.iter().map(|t| t.clone().into()).collect();
         let a = std::time::Instant::now();
-        match &executor {
-            None => plan.run(tv),
-            Some(ex) => {
-                tract_linalg::multithread::multithread_tract_scope(ex.clone(), || plan.run(tv))
-            }
-        }
-        .map_err(fail)?;
+        crate::model::on_executor(executor.as_ref(), || plan.run(tv)).map_err(fail)?;
         Ok(a.elapsed().as_secs_f64() * 1000.0)
     };
     for _ in 0..warmup {

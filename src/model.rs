@@ -139,6 +139,17 @@ pub struct ModelOutput {
     pub joint_points: Vec<[f32; 2]>,
 }
 
+/// Runs `f` (a tract plan run) on `executor`'s threads, or on the caller's thread.
+pub(crate) fn on_executor<R>(
+    executor: Option<&tract_linalg::multithread::Executor>,
+    f: impl FnOnce() -> R,
+) -> R {
+    match executor {
+        None => f(),
+        Some(ex) => tract_linalg::multithread::multithread_tract_scope(ex.clone(), f),
+    }
+}
+
 /// An inference backend. Implementations are shared across worker threads.
 pub trait Backend: Send + Sync {
     fn info(&self) -> &ModelInfo;
@@ -338,13 +349,8 @@ impl Backend for TractModel {
         let sex_v = if sex == Sex::Male { 1.0f32 } else { 0.0 };
         let sex_t = tract_ndarray::Array2::from_elem((1, 1), sex_v);
         let inputs = tvec!(Tensor::from(image).into(), Tensor::from(sex_t).into());
-        let outputs = match &self.executor {
-            None => self.plan.run(inputs),
-            Some(ex) => tract_linalg::multithread::multithread_tract_scope(ex.clone(), || {
-                self.plan.run(inputs)
-            }),
-        }
-        .map_err(|e| AnalysisError::Inference(format!("{e:#}")))?;
+        let outputs = on_executor(self.executor.as_ref(), || self.plan.run(inputs))
+            .map_err(|e| AnalysisError::Inference(format!("{e:#}")))?;
         let get = |i: usize| -> Result<Vec<f32>, AnalysisError> {
             let t = outputs.get(self.out_idx[i]).ok_or_else(|| {
                 AnalysisError::Inference(format!("missing output {}", REQUIRED_OUTPUTS[i]))

@@ -161,22 +161,24 @@ pub fn exposure(img: &GreyImage) -> Exposure {
         }
     }
     let n = img.pixels.len().max(1) as u64;
-    let pct = |q: f64| {
-        let target = (q * n as f64).ceil().max(1.0) as u64;
-        let mut acc = 0;
-        for (i, &c) in hist.iter().enumerate() {
-            acc += c;
-            if acc >= target {
-                return i as f64 / 255.0;
-            }
-        }
-        1.0
-    };
     Exposure {
-        p01: pct(0.01),
-        p99: pct(0.99),
+        p01: hist_percentile(&hist, n, 0.01),
+        p99: hist_percentile(&hist, n, 0.99),
         mean: sum / n as f64,
     }
+}
+
+/// The grey level (bin / 255) below which a share `q` of the `n` counted pixels lie.
+fn hist_percentile(hist: &[u64; 256], n: u64, q: f64) -> f64 {
+    let target = (q * n as f64).ceil().max(1.0) as u64;
+    let mut acc = 0;
+    for (i, &c) in hist.iter().enumerate() {
+        acc += c;
+        if acc >= target {
+            return i as f64 / 255.0;
+        }
+    }
+    1.0
 }
 
 /// Refuses an image whose grey levels barely vary (blank frame, no exposure).
@@ -298,21 +300,10 @@ mod tests {
             hist[(v * 255.0).round() as usize] += 1;
         }
         let n = px.len() as u64;
-        let pct = |q: f64| {
-            let target = (q * n as f64).ceil().max(1.0) as u64;
-            let mut acc = 0;
-            for (i, &c) in hist.iter().enumerate() {
-                acc += c;
-                if acc >= target {
-                    return i as f64 / 255.0;
-                }
-            }
-            1.0
-        };
         let sum: f64 = px.iter().map(|&v| v as f64).sum();
         Exposure {
-            p01: pct(0.01),
-            p99: pct(0.99),
+            p01: hist_percentile(&hist, n, 0.01),
+            p99: hist_percentile(&hist, n, 0.99),
             mean: sum / n as f64,
         }
     }
