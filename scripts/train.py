@@ -18,6 +18,7 @@ after every epoch to --run-dir and `--resume` continues from the last one.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -530,6 +531,119 @@ def evaluate(net, x, sex, device, bs=256):
     return m, lv, logits, pts
 
 
+def load_onnx_weights(net, path):
+    """Initialise `net` from a model this script exported (same --arch and --width-mult).
+    The export folds every batch norm into the convolution before it, so each such
+    convolution takes the folded weight and its batch norm becomes the identity with
+    the folded bias (running mean 0, variance 1 - eps, scale 1); those batch norms must
+    then stay in eval mode (`freeze_bn`). Every other tensor is taken by name. Returns
+    the number of tensors set; raises when the graph does not match the network."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    own = net.state_dict()
+    taken = 0
+    with torch.no_grad():
+        for k, v in inits.items():
+            if k.startswith("net.") and k[4:] in own and own[k[4:]].shape == v.shape:
+                own[k[4:]].copy_(v)
+                taken += 1
+        # Trunk convolutions in execution order, each followed by its batch norm.
+        pairs = []
+        mods = dict(net.trunk.named_modules())
+        for name, mod in net.trunk.named_modules():
+            if isinstance(mod, nn.Conv2d):
+                bn_name = {"c1": "b1", "c2": "b2", "0": "1"}[name.rsplit(".", 1)[-1]]
+                pairs.append((name, mod, mods[name.rsplit(".", 1)[0] + "." + bn_name]))
+        folded = [
+            n for n in m.graph.node if n.op_type == "Conv" and not n.input[1].startswith("net.")
+        ]
+        # A node is named by its module scope: "/net/trunk/body.0/skip/skip.0/Conv"
+        # is net.trunk.body.0.skip.0 (a child's scope repeats its parent's name).
+        by_path = {}
+        for n in folded:
+            scope = []
+            for seg in [p for p in n.name.split("/") if p][:-1]:
+                if scope and seg.startswith(scope[-1] + "."):
+                    scope[-1] = seg
+                else:
+                    scope.append(seg)
+            by_path[".".join(scope)] = n
+        for name, conv, bn in pairs:
+            node = by_path.get("net.trunk." + name)
+            if node is None:
+                raise SystemExit(f"{path}: no folded convolution for trunk.{name}")
+            w, b = inits[node.input[1]], inits[node.input[2]]
+            if w.shape != conv.weight.shape:
+                raise SystemExit(f"{path}: trunk.{name} is {tuple(w.shape)} there, {tuple(conv.weight.shape)} here")
+            conv.weight.copy_(w)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(b)
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            taken += 2
+    return taken
+
+
+def freeze_bn(net):
+    for mod in net.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.eval()
+
+
+def ema_update(ema, net, decay):
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), net.parameters()):
+            pe.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+        for be, b in zip(ema.buffers(), net.buffers()):
+            be.copy_(b)
+
+
+def parse_views(text):
+    """`rotation_deg,scale,mirror;...` (the model contract's `boneage.tta`)."""
+    views = []
+    for part in text.split(";"):
+        r, sc, m = part.split(",")
+        views.append((float(r), float(sc), m.strip() == "1"))
+    if (0.0, 1.0, False) not in views:
+        raise SystemExit("--tta must include the identity view 0,1,0")
+    return views
+
+
+def view_batch(x, view):
+    """`x` [n,1,h,w] in [0,1] seen through one test-time view: turned by `rotation_deg`
+    about the centre, scaled, mirrored; bilinear, zeros outside. The service's
+    `preprocess::warp` computes the same sampling (its unit test holds the numbers)."""
+    deg, sc, mirror = view
+    if (deg, sc, mirror) == (0.0, 1.0, False):
+        return x
+    a = math.radians(deg)
+    c, s = math.cos(a) / sc, math.sin(a) / sc
+    f = -1.0 if mirror else 1.0
+    theta = torch.tensor([[c * f, -s, 0.0], [s * f, c, 0.0]], dtype=torch.float32)
+    grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def evaluate_views(net, x, sex, device, views, bs=256):
+    """Bone age and log-variance averaged over test-time views, as the service does
+    when the model declares `boneage.tta`."""
+    net.eval()
+    ms, lvs = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), bs):
+            xb = x[i : i + bs].to(device).float() / 255.0
+            m_sum, lv_sum = 0.0, 0.0
+            for v in views:
+                m, lv, _, _ = net(zscore(view_batch(xb, v)), sex[i : i + bs].to(device))
+                m_sum, lv_sum = m_sum + m.squeeze(1).cpu(), lv_sum + lv.squeeze(1).cpu()
+            ms.append(m_sum / len(views))
+            lvs.append(lv_sum / len(views))
+    return torch.cat(ms), torch.cat(lvs)
+
+
 def recalibrate_bn(net, x, sex, n, seed, device, bs=64):
     """Recompute every batch-norm layer's running mean and variance as the plain average
     over n training images (seeded choice, no augmentation, z-scored as the service
@@ -723,6 +837,32 @@ def main():
         help="before the final evaluation and export, recompute the batch-norm statistics on N "
         "training images (default: 2048 for lite0, 0 = off for resnet_small)",
     )
+    ap.add_argument(
+        "--init-onnx",
+        default="",
+        help="start from the weights of a model this script exported (its batch norms are folded, "
+        "so they stay frozen); e.g. models/boneage-default.onnx for a further stage",
+    )
+    ap.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="keep an exponential moving average of the weights with this decay per step (e.g. "
+        "0.998) and evaluate, checkpoint and export it",
+    )
+    ap.add_argument(
+        "--consistency",
+        type=float,
+        default=0.0,
+        help="weight of a consistency term: each batch holds two augmentations of the same "
+        "images and their bone ages are pulled together (|a - b| / 12 months)",
+    )
+    ap.add_argument(
+        "--tta",
+        default="0,1,0;-8,1,0;8,1,0;0,0.94,0;0,1.06,0;0,1,1;-8,1,1;8,1,1",
+        help="test-time views written into the model (`rotation_deg,scale,mirror;...`, within "
+        "the training augmentation); '' for a single pass",
+    )
     ap.add_argument("--max-train", type=int, default=0, help="use only the first N training images (smoke test)")
     args = ap.parse_args()
 
@@ -809,8 +949,16 @@ def main():
         taken = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
         net.load_state_dict(taken, strict=False)
         print(f"initialised {len(taken)}/{len(own)} tensors from {args.init_from}", flush=True)
+    frozen_bn = bool(args.init_onnx)
+    if args.init_onnx and not args.resume:
+        n = load_onnx_weights(net, args.init_onnx)
+        print(f"initialised {n}/{len(net.state_dict())} tensors from {args.init_onnx} (batch norms frozen)", flush=True)
+    ema = copy.deepcopy(net) if args.ema > 0 else None
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    steps_per_epoch = math.ceil(len(train_rows) / args.batch)
+    # With a consistency term each step holds two views of half as many images.
+    views = 2 if args.consistency > 0 else 1
+    per_step = args.batch // views
+    steps_per_epoch = math.ceil(len(train_rows) / per_step)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
     )
@@ -820,6 +968,8 @@ def main():
     if (args.resume or args.export_only) and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         net.load_state_dict(ck["net"])
+        if ema is not None:
+            ema.load_state_dict(ck.get("ema", ck["net"]))
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         gen.set_state(ck["gen"])
@@ -831,14 +981,18 @@ def main():
 
     for epoch in range(start_epoch, 0 if args.export_only else args.epochs):
         net.train()
+        if frozen_bn:
+            freeze_bn(net)
         perm = torch.randperm(len(train_rows), generator=gen)
         t0 = time.time()
         tot, tot_j = 0.0, 0.0
         for bi in range(steps_per_epoch):
-            idx = perm[bi * args.batch : (bi + 1) * args.batch]
+            idx = perm[bi * per_step : (bi + 1) * per_step]
             if use_joints and len(joint_idx):
-                pick = torch.randint(len(joint_idx), (args.joint_batch,), generator=gen)
+                pick = torch.randint(len(joint_idx), (args.joint_batch // views,), generator=gen)
                 idx = torch.cat([idx, joint_idx[pick]])
+            if views == 2:
+                idx = torch.cat([idx, idx])  # augment() draws each copy's transform anew
             xb, pb = augment(xtr[idx].float() / 255.0, pts_tr[idx], gen)
             xb = zscore(xb).to(device)
             yb = ytr[idx].to(device)
@@ -851,6 +1005,9 @@ def main():
             l_var = 0.5 * (log_var + resid2 / log_var.exp()).mean() / 10.0
             l_stage = F.cross_entropy(logits.reshape(-1, len(STAGES)), stage_t[idx].to(device).reshape(-1))
             loss = l_mean + l_var + 0.2 * l_stage
+            if views == 2:
+                a, b = mean.chunk(2)
+                loss = loss + args.consistency * (a - b).abs().mean() / 12.0
             if pts is not None:
                 hb = has_tr[idx].to(device)
                 if hb.any():
@@ -862,6 +1019,8 @@ def main():
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema_update(ema, net, args.ema)
             tot += float(l_mean) * 12.0
             if bi % 50 == 0:
                 print(
@@ -869,18 +1028,20 @@ def main():
                     f" joint_px {tot_j / (bi + 1):.2f}",
                     flush=True,
                 )
-        m, lv, _, _ = evaluate(net, xva, sva, device)
+        judged = ema if ema is not None else net
+        m, lv, _, _ = evaluate(judged, xva, sva, device)
         met = metrics(m, yva, mva, lv.mul(0.5).exp())
         line = (
             f"epoch {epoch + 1}/{args.epochs} {time.time() - t0:.0f}s train_mae {tot / steps_per_epoch:.2f} "
             f"val_mae {met['mae']:.2f} val_cov90 {met['coverage_90']:.3f}"
         )
         if use_joints and xloc is not None:
-            line += f" joint_px100 {joint_metrics(evaluate(net, xloc, sloc, device)[3], ploc, size_loc)['mean_px100']:.2f}"
+            line += f" joint_px100 {joint_metrics(evaluate(judged, xloc, sloc, device)[3], ploc, size_loc)['mean_px100']:.2f}"
         print(line, flush=True)
         torch.save(
             dict(
                 net=net.state_dict(),
+                **({"ema": ema.state_dict()} if ema is not None else {}),
                 opt=opt.state_dict(),
                 sched=sched.state_dict(),
                 gen=gen.get_state(),
@@ -891,6 +1052,8 @@ def main():
             ckpt_path,
         )
 
+    if ema is not None:
+        net = ema  # the averaged weights are the model from here on
     n_bn = args.bn_recalibrate if args.bn_recalibrate >= 0 else (2048 if args.arch == "lite0" else 0)
     if n_bn:
         recalibrate_bn(net, xtr, str_, n_bn, args.seed, device)
@@ -904,6 +1067,18 @@ def main():
     shift = 2 * math.log(k)
     met = metrics(m, yva, mva, sd * k)
     met["sd_scale"] = k
+    if args.tta:
+        # The service averages the bone age over these views: measure that, and
+        # calibrate its interval the same way (a shift on the mean log-variance).
+        views = parse_views(args.tta)
+        mt, lvt = evaluate_views(net, xva, sva, device, views)
+        lvt = lvt + shift
+        kt = float(np.quantile(((mt - yva).abs() / lvt.mul(0.5).exp()).numpy(), 0.9) / 1.6448536)
+        single = met
+        met = metrics(mt, yva, mva, lvt.mul(0.5).exp() * kt)
+        met["sd_scale"] = k
+        met["single_view"] = single
+        met["tta"] = {"views": args.tta, "log_var_shift": 2 * math.log(kt)}
     met["stage_agreement_with_typical"] = stage_agreement(logits, stage_va)
     if use_joints and xloc is not None:
         met["joints"] = joint_metrics(evaluate(net, xloc, sloc, device)[3], ploc, size_loc)
@@ -953,6 +1128,9 @@ def export(net, shift, args, met, stage_basis):
         "boneage.training_data": "RSNA Pediatric Bone Age Challenge 2017 (Halabi et al., Radiology 2019); research, non-commercial",
         "boneage.validation_mae_months": f"{met['mae']:.2f}",
     }
+    if "tta" in met:
+        meta["boneage.tta"] = met["tta"]["views"]
+        meta["boneage.tta_log_var_shift"] = f"{met['tta']['log_var_shift']:.4f}"
     if net.joints:
         meta["boneage.joints"] = ",".join(JOINTS)
         meta["boneage.bone_joints"] = ",".join(f"{b}:{BONE_JOINT[b] or ''}" for b, _ in BONES)

@@ -565,13 +565,37 @@ impl Analyzer {
         };
         let info = self.model.info();
         let calibration = info.quality.as_ref().filter(|_| self.quality_control);
-        let (out, qc) = match calibration {
-            None => (timed(&img)?, None),
+        let (mut out, qc, seen) = match calibration {
+            None => (timed(&img)?, None, img),
             Some(th) => {
-                let (out, q) = quality_passes(img, th, &mut timed)?;
-                (out, Some((q, th)))
+                let (out, q, seen) = quality_passes(img, th, &mut timed)?;
+                (out, Some((q, th)), seen)
             }
         };
+        if let Some(tta) = &info.tta {
+            let a = Instant::now();
+            let others: Vec<preprocess::View> = tta
+                .views
+                .iter()
+                .copied()
+                .filter(|v| !v.is_identity())
+                .collect();
+            let tensors =
+                preprocess::preprocess_views(&seen, self.model.preprocess_spec(), &others)?;
+            let b = Instant::now();
+            let (mut sum_mean, mut sum_lv) =
+                (out.bone_age_months as f64, out.bone_age_log_var as f64);
+            for t in tensors {
+                let o = self.model.infer(t, req.sex)?;
+                sum_mean += o.bone_age_months as f64;
+                sum_lv += o.bone_age_log_var as f64;
+            }
+            let n = (others.len() + 1) as f64;
+            out.bone_age_months = (sum_mean / n) as f32;
+            out.bone_age_log_var = (sum_lv / n) as f32 + tta.log_var_shift;
+            t_pre += (b - a).as_secs_f64() * 1000.0;
+            t_inf += b.elapsed().as_secs_f64() * 1000.0;
+        }
         let t3 = Instant::now();
         let geometry = qc.as_ref().map(|(q, _)| quality::Geometry {
             width: input.width as f64,
@@ -627,7 +651,7 @@ fn quality_passes(
     img: GreyImage,
     th: &quality::Thresholds,
     infer: &mut dyn FnMut(&GreyImage) -> Result<ModelOutput, AnalysisError>,
-) -> Result<(ModelOutput, QcOutcome), AnalysisError> {
+) -> Result<(ModelOutput, QcOutcome, GreyImage), AnalysisError> {
     let fit_of = |out: &ModelOutput, im: &GreyImage| -> ShapeFit {
         let pts: Vec<(f64, f64)> = out
             .joint_points
@@ -652,6 +676,8 @@ fn quality_passes(
         infer(im)
     };
     let mut work = img;
+    // The image the kept outputs were computed from (the rotated one, when turned).
+    let mut seen: Option<GreyImage> = None;
     let mut out = infer(&work)?;
     let mut fit = fit_of(&out, &work);
     let mut corrections = Corrections::default();
@@ -682,6 +708,7 @@ fn quality_passes(
             {
                 (out, fit) = (out2, fit2);
                 corrections.rotation_deg = round2(deg);
+                seen = Some(turned);
             }
         }
     }
@@ -704,6 +731,7 @@ fn quality_passes(
             corrections,
             passes,
         },
+        seen.unwrap_or(work),
     ))
 }
 
@@ -1053,6 +1081,7 @@ mod tests {
             },
             joint_region_px: Some(15),
             quality: None,
+            tta: None,
             source: "test".into(),
             metadata: Default::default(),
         };

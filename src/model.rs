@@ -29,6 +29,14 @@
 //! - `boneage.joint_region_px` (optional): receptive field of the regional stage features
 //!
 //! A bone whose stage basis is `joint_region*` must have a joint region.
+//!
+//! Optional test-time views, both keys or neither:
+//! - `boneage.tta`: `rotation_deg,scale,mirror` triples separated by `;` (mirror 0 or
+//!   1; at most [`MAX_VIEWS`], one of them the identity `0,1,0`): the bone age is the
+//!   mean of the model's `bone_age_months` over these views of the input
+//!   ([`crate::preprocess::warp`]), its log-variance the mean of `bone_age_log_var`
+//! - `boneage.tta_log_var_shift`: added to that mean log-variance (calibrated for the
+//!   averaged prediction, whose errors are smaller than one view's)
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,7 +49,7 @@ use tract_onnx::prelude::*;
 pub use tract_onnx::prelude::tract_ndarray::Array4;
 
 use crate::error::{AnalysisError, ModelError};
-use crate::preprocess::{Normalization, PreprocessSpec, Resize};
+use crate::preprocess::{Normalization, PreprocessSpec, Resize, View};
 use crate::scoring::{Bone, Stage};
 use crate::Sex;
 
@@ -49,6 +57,16 @@ pub const CONTRACT_VERSION: &str = "1";
 const REQUIRED_OUTPUTS: [&str; 3] = ["bone_age_months", "bone_age_log_var", "stage_probs"];
 const JOINT_OUTPUT: &str = "joint_points";
 const MAX_JOINTS: usize = 64;
+/// Most test-time views a model may declare (each is one more model pass).
+pub const MAX_VIEWS: usize = 16;
+
+/// The views a model's bone age is averaged over (`boneage.tta`) and the log-variance
+/// shift calibrated for that average.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Tta {
+    pub views: Vec<View>,
+    pub log_var_shift: f32,
+}
 
 /// How a bone's stage output was obtained (`boneage.stage_basis`), reported with
 /// every joint so that no derived stage passes for an observation.
@@ -121,6 +139,8 @@ pub struct ModelInfo {
     /// Quality-control calibration (`boneage.joint_template`, `boneage.qc_*`), for a
     /// model that locates joints and declares it.
     pub quality: Option<crate::quality::Thresholds>,
+    /// Test-time views (`boneage.tta`), when the model declares them.
+    pub tta: Option<Tta>,
     /// Where it was loaded from: a path, or `embedded:models/boneage-default.onnx`.
     pub source: String,
     /// All `metadata_props` of the file.
@@ -530,6 +550,7 @@ pub fn validate_contract(
         },
     };
     let quality = parse_quality(meta, joints.len(), &mut problems);
+    let tta = parse_tta(meta, &mut problems);
     if !problems.is_empty() {
         return Err(ModelError::Contract {
             origin: origin.into(),
@@ -563,6 +584,7 @@ pub fn validate_contract(
         bone_joint,
         joint_region_px,
         quality,
+        tta,
         source: origin.to_string(),
         metadata: meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
@@ -615,6 +637,62 @@ fn parse_quality(
             problems.push(format!(
                 "quality control metadata is malformed: `boneage.joint_template` needs one \
                  `x,y` pair per joint ({joints}) and the thresholds must be positive numbers"
+            ));
+            None
+        }
+    }
+}
+
+/// `boneage.tta` with `boneage.tta_log_var_shift`: both or neither.
+fn parse_tta(meta: &HashMap<String, String>, problems: &mut Vec<String>) -> Option<Tta> {
+    let get = |k: &str| meta.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let (views, shift) = match (get("boneage.tta"), get("boneage.tta_log_var_shift")) {
+        (None, None) => return None,
+        (Some(v), Some(s)) => (v, s),
+        _ => {
+            problems.push(
+                "test-time views need both `boneage.tta` and `boneage.tta_log_var_shift`".into(),
+            );
+            return None;
+        }
+    };
+    let parse_view = |t: &str| -> Option<View> {
+        let f: Vec<&str> = t.split(',').map(str::trim).collect();
+        let [r, s, m] = f.as_slice() else {
+            return None;
+        };
+        let rotation_deg = r.parse::<f32>().ok().filter(|r| r.abs() <= 45.0)?;
+        let scale = s.parse::<f32>().ok().filter(|s| (0.5..=2.0).contains(s))?;
+        let mirror = match *m {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        Some(View {
+            rotation_deg,
+            scale,
+            mirror,
+        })
+    };
+    let parsed: Option<Vec<View>> = views.split(';').map(parse_view).collect();
+    let shift = shift
+        .parse::<f32>()
+        .ok()
+        .filter(|s| s.is_finite() && s.abs() < 10.0);
+    match (parsed, shift) {
+        (Some(views), Some(log_var_shift))
+            if (1..=MAX_VIEWS).contains(&views.len()) && views.iter().any(View::is_identity) =>
+        {
+            Some(Tta {
+                views,
+                log_var_shift,
+            })
+        }
+        _ => {
+            problems.push(format!(
+                "`boneage.tta` must be 1 to {MAX_VIEWS} `rotation_deg,scale,mirror` views (|rotation| \
+                 ≤ 45, scale 0.5–2, mirror 0 or 1) including the identity `0,1,0`, and \
+                 `boneage.tta_log_var_shift` a number"
             ));
             None
         }
@@ -836,6 +914,43 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn test_time_views_are_read_and_checked() {
+        let (info, _) = validate_contract(&good_meta(), "x".into(), "t").unwrap();
+        assert!(info.tta.is_none());
+        let mut m = good_meta();
+        m.insert("boneage.tta".into(), "0,1,0; -8,1,0 ;0,1.06,1".into());
+        m.insert("boneage.tta_log_var_shift".into(), "-0.25".into());
+        let (info, _) = validate_contract(&m, "x".into(), "t").unwrap();
+        let tta = info.tta.unwrap();
+        assert_eq!(tta.views.len(), 3);
+        assert_eq!(tta.views[1].rotation_deg, -8.0);
+        assert!(tta.views[2].mirror && tta.views[2].scale == 1.06);
+        assert_eq!(tta.log_var_shift, -0.25);
+        for (views, shift, needle) in [
+            ("0,1,0", "", "both"),
+            ("-8,1,0", "0", "identity"),
+            ("0,1,0;60,1,0", "0", "45"),
+            ("0,1,0;0,3,0", "0", "scale"),
+            ("0,1,0;0,1,2", "0", "mirror"),
+            ("0,1,0;0,1", "0", "rotation_deg,scale,mirror"),
+            ("0,1,0", "NaN", "a number"),
+        ] {
+            let mut m = good_meta();
+            m.insert("boneage.tta".into(), views.into());
+            m.insert("boneage.tta_log_var_shift".into(), shift.into());
+            let e = validate_contract(&m, "x".into(), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{views} / {shift}: {e}");
+        }
+        let mut m = good_meta();
+        let many = vec!["0,1,0"; MAX_VIEWS + 1].join(";");
+        m.insert("boneage.tta".into(), many);
+        m.insert("boneage.tta_log_var_shift".into(), "0".into());
+        assert!(validate_contract(&m, "x".into(), "t").is_err());
     }
 
     #[test]

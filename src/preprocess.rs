@@ -29,23 +29,111 @@ pub struct PreprocessSpec {
     pub normalization: Normalization,
 }
 
+/// One test-time view of the model input: the resized image turned about its centre,
+/// scaled and optionally mirrored, before normalisation. The model's bone age is the
+/// mean over its declared views (`boneage.tta`, see `model.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct View {
+    /// Degrees, counter-clockwise on screen (PyTorch `affine_grid` convention).
+    pub rotation_deg: f32,
+    /// Greater than 1 enlarges the content.
+    pub scale: f32,
+    pub mirror: bool,
+}
+
+impl View {
+    pub const IDENTITY: View = View {
+        rotation_deg: 0.0,
+        scale: 1.0,
+        mirror: false,
+    };
+
+    pub fn is_identity(&self) -> bool {
+        *self == Self::IDENTITY
+    }
+}
+
 /// Produces the `[1, 1, H, W]` float tensor for one image.
 pub fn preprocess(img: &GreyImage, spec: &PreprocessSpec) -> Result<Array4<f32>, AnalysisError> {
+    let resized = resize(img, spec)?;
+    to_tensor(resized, spec)
+}
+
+/// The input tensors of `views` of one image (resized once, then each view warped and
+/// normalised), in the order given.
+pub fn preprocess_views(
+    img: &GreyImage,
+    spec: &PreprocessSpec,
+    views: &[View],
+) -> Result<Vec<Array4<f32>>, AnalysisError> {
+    let resized = resize(img, spec)?;
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    views
+        .iter()
+        .map(|v| to_tensor(warp(&resized, w, h, *v), spec))
+        .collect()
+}
+
+fn resize(img: &GreyImage, spec: &PreprocessSpec) -> Result<Vec<f32>, AnalysisError> {
     let n = img.width as usize * img.height as usize;
     if img.pixels.len() != n {
         return Err(AnalysisError::CorruptImage(
             "pixel buffer does not match the image size".into(),
         ));
     }
-    let resized = match spec.resize {
-        Resize::Squash => squash(img, spec.width, spec.height)?,
-    };
-    let mut data = resized;
+    match spec.resize {
+        Resize::Squash => squash(img, spec.width, spec.height),
+    }
+}
+
+fn to_tensor(mut data: Vec<f32>, spec: &PreprocessSpec) -> Result<Array4<f32>, AnalysisError> {
     match spec.normalization {
         Normalization::PerImageZscore => zscore(&mut data),
     }
     Array4::from_shape_vec((1, 1, spec.height as usize, spec.width as usize), data)
         .map_err(|e| AnalysisError::Inference(format!("tensor shape: {e}")))
+}
+
+/// `src` (`w`×`h`, row-major) seen through `view`, sampled exactly as the training
+/// script's PyTorch `affine_grid` + `grid_sample` (bilinear, zeros outside,
+/// `align_corners = false`): output point (x, y) in [-1, 1] reads the source at
+/// (f·c·x − s·y, f·s·x + c·y) with c = cos(θ)/scale, s = sin(θ)/scale and f = −1
+/// when mirrored.
+pub fn warp(src: &[f32], w: usize, h: usize, view: View) -> Vec<f32> {
+    if view.is_identity() {
+        return src.to_vec();
+    }
+    let th = (view.rotation_deg as f64).to_radians();
+    let c = th.cos() / view.scale as f64;
+    let s = th.sin() / view.scale as f64;
+    let f = if view.mirror { -1.0 } else { 1.0 };
+    let (wf, hf) = (w as f64, h as f64);
+    let at = |x: i64, y: i64| -> f64 {
+        if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+            0.0
+        } else {
+            src[y as usize * w + x as usize] as f64
+        }
+    };
+    let mut out = Vec::with_capacity(w * h);
+    for i in 0..h {
+        let yn = (2 * i + 1) as f64 / hf - 1.0;
+        for j in 0..w {
+            let xn = (2 * j + 1) as f64 / wf - 1.0;
+            let (xs, ys) = (f * c * xn - s * yn, f * s * xn + c * yn);
+            let px = ((xs + 1.0) * wf - 1.0) / 2.0;
+            let py = ((ys + 1.0) * hf - 1.0) / 2.0;
+            let (x0, y0) = (px.floor(), py.floor());
+            let (ax, ay) = (px - x0, py - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let v = at(x0, y0) * (1.0 - ax) * (1.0 - ay)
+                + at(x0 + 1, y0) * ax * (1.0 - ay)
+                + at(x0, y0 + 1) * (1.0 - ax) * ay
+                + at(x0 + 1, y0 + 1) * ax * ay;
+            out.push(v as f32);
+        }
+    }
+    out
 }
 
 fn squash(img: &GreyImage, width: u32, height: u32) -> Result<Vec<f32>, AnalysisError> {
@@ -135,6 +223,86 @@ mod tests {
         };
         let t = preprocess(&img, &spec()).unwrap();
         assert!(t.iter().all(|v| v.is_finite() && *v == 0.0));
+    }
+
+    #[test]
+    fn views_warp_as_affine_grid_does() {
+        // 4×4 ramp: mirroring reverses rows exactly; a quarter turn maps columns to
+        // rows; identity is untouched; scale 2 samples between the central pixels.
+        // Expected values from PyTorch 2.5.1 (affine_grid + grid_sample, bilinear, zeros,
+        // align_corners=False) on a 5×4 image, rounded to 5 decimals.
+        let src: Vec<f32> = (0..20).map(|i| ((i * 7) % 11) as f32 / 10.0).collect();
+        assert_eq!(warp(&src, 5, 4, View::IDENTITY), src);
+        let cases: [(f32, f32, bool, [f32; 20]); 4] = [
+            (
+                90.0,
+                1.0,
+                false,
+                [
+                    0.585, 0.69375, 0.8125, 0.68375, 0.135, 0.66375, 0.39625, 0.35, 0.51, 0.585,
+                    0.495, 0.69, 0.50625, 0.3225, 0.41625, 0.07875, 0.2275, 0.31875, 0.41, 0.495,
+                ],
+            ),
+            (
+                0.0,
+                2.0,
+                false,
+                [
+                    0.85, 0.65, 0.45, 0.3875, 0.325, 0.675, 0.6125, 0.55, 0.35, 0.15, 0.225,
+                    0.4375, 0.65, 0.45, 0.25, 0.05, 0.4, 0.75, 0.55, 0.35,
+                ],
+            ),
+            (
+                17.0,
+                1.1,
+                true,
+                [
+                    0.55253, 0.65046, 0.58062, 0.44092, 0.4098, 0.83152, 0.18043, 0.44662, 0.75184,
+                    0.42718, 0.5461, 0.44816, 0.58259, 0.2535, 0.31517, 0.31124, 0.73906, 0.51196,
+                    0.26538, 0.36296,
+                ],
+            ),
+            (
+                -30.0,
+                0.9,
+                false,
+                [
+                    0.0064, 0.09982, 0.68216, 0.2031, 0.15398, 0.27788, 0.4241, 0.63545, 0.45679,
+                    0.73464, 0.40491, 0.35459, 0.55734, 0.42397, 0.59606, 0.0473, 0.53151, 0.4746,
+                    0.5488, 0.03217,
+                ],
+            ),
+        ];
+        for (rotation_deg, scale, mirror, want) in cases {
+            let view = View {
+                rotation_deg,
+                scale,
+                mirror,
+            };
+            let got = warp(&src, 5, 4, view);
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 2e-5, "{view:?}: {got:?}");
+            }
+        }
+        let v = |rotation_deg, scale, mirror| View {
+            rotation_deg,
+            scale,
+            mirror,
+        };
+        let t = preprocess_views(
+            &GreyImage {
+                width: 8,
+                height: 8,
+                bit_depth: 8,
+                format: SourceFormat::Png,
+                pixels: (0..64).map(|i| i as f32 / 64.0).collect(),
+            },
+            &spec(),
+            &[View::IDENTITY, v(10.0, 1.05, true)],
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].shape(), &[1, 1, 8, 8]);
     }
 
     #[test]
