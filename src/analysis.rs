@@ -512,6 +512,24 @@ impl Analyzer {
         self.run(t0, bytes, decoded.image, req, source)
     }
 
+    /// Analyses decoded pixels (for measurements that alter an image, such as
+    /// `boneage eval --rotations`); the report's `input.sha256` is that of the
+    /// pixel values, not of a file.
+    pub fn analyze_image(
+        &self,
+        img: GreyImage,
+        req: &AnalysisRequest,
+    ) -> Result<AnalysisReport, AnalysisError> {
+        let t0 = Instant::now();
+        let bytes: &[u8] = bytemuck::cast_slice(&img.pixels);
+        let bytes = bytes.to_vec();
+        let source = SourceInfo {
+            fields: Vec::new(),
+            dicom: None,
+        };
+        self.run(t0, &bytes, img, req, source)
+    }
+
     /// Analyses one upload with the caller's fields as received; a DICOM header
     /// fills what they leave out (see [`RawFields::resolve`]) and the report's
     /// `source` says where each field came from.
@@ -545,6 +563,11 @@ impl Analyzer {
         let t1 = Instant::now();
         let exposure = quality::exposure(&img);
         quality::check_exposure(&exposure)?;
+        let hands = if self.quality_control {
+            Some(quality::check_single_hand(&img)?)
+        } else {
+            None
+        };
         let input = InputInfo {
             format: img.format,
             width: img.width,
@@ -564,37 +587,75 @@ impl Analyzer {
             Ok(out)
         };
         let info = self.model.info();
+        let mut views_turned_deg = 0.0;
+        let mut view_passes = 0usize;
         let calibration = info.quality.as_ref().filter(|_| self.quality_control);
-        let (mut out, qc, seen) = match calibration {
+        let (mut out, qc, unturned) = match calibration {
             None => (timed(&img)?, None, img),
             Some(th) => {
-                let (out, q, seen) = quality_passes(img, th, &mut timed)?;
-                (out, Some((q, th)), seen)
+                let (out, q, unturned) = quality_passes(img, th, &mut timed)?;
+                (out, Some((q, th)), unturned)
             }
         };
-        if let Some(tta) = &info.tta {
+        // The bone age is read from the model's views of the final image: the
+        // declared test-time views (or the image alone), all turned to the template
+        // hand's pose when quality control has measured the pose. The joints and
+        // stages stay those of the final pass on the image as shown.
+        // Only a left-hand fit within the model's tolerance says which way is upright;
+        // otherwise the views keep the image's own correction (or none).
+        let turn = qc.as_ref().and_then(|(q, _)| {
+            let c = q.corrections.rotation_deg;
+            if !q.fit.reflected && q.fit.rotation_deg.abs() <= quality::ROTATION_CORRECTION_DEG {
+                Some(c + q.fit.rotation_deg)
+            } else {
+                (c != 0.0).then_some(c)
+            }
+        });
+        if info.tta.is_some() || turn.is_some() {
             let a = Instant::now();
-            let others: Vec<preprocess::View> = tta
-                .views
+            let declared = info
+                .tta
+                .as_ref()
+                .map_or(vec![preprocess::View::IDENTITY], |t| t.views.clone());
+            // Turned in the image's own geometry (a rotation, where turning the
+            // squashed input would shear it), on a copy no larger than the views need.
+            let turned_img;
+            let base = match turn {
+                Some(d) => {
+                    let small = preprocess::shrink_to(&unturned, self.model.preprocess_spec(), 4)?;
+                    turned_img = quality::rotate(&small, d);
+                    &turned_img
+                }
+                None => &unturned,
+            };
+            let views = declared;
+            // The identity view of the untouched image is the pass already made.
+            let to_run: Vec<preprocess::View> = views
                 .iter()
                 .copied()
-                .filter(|v| !v.is_identity())
+                .filter(|v| turn.is_some() || !v.is_identity())
                 .collect();
             let tensors =
-                preprocess::preprocess_views(&seen, self.model.preprocess_spec(), &others)?;
+                preprocess::preprocess_views(base, self.model.preprocess_spec(), &to_run)?;
             let b = Instant::now();
-            let (mut sum_mean, mut sum_lv) =
-                (out.bone_age_months as f64, out.bone_age_log_var as f64);
+            let (mut sum_mean, mut sum_lv) = (0.0f64, 0.0f64);
+            if to_run.len() < views.len() {
+                sum_mean += out.bone_age_months as f64;
+                sum_lv += out.bone_age_log_var as f64;
+            }
             for t in tensors {
                 let o = self.model.infer(t, req.sex)?;
                 sum_mean += o.bone_age_months as f64;
                 sum_lv += o.bone_age_log_var as f64;
             }
-            let n = (others.len() + 1) as f64;
+            let n = views.len() as f64;
             out.bone_age_months = (sum_mean / n) as f32;
-            out.bone_age_log_var = (sum_lv / n) as f32 + tta.log_var_shift;
+            out.bone_age_log_var =
+                (sum_lv / n) as f32 + info.tta.as_ref().map_or(0.0, |t| t.log_var_shift);
             t_pre += (b - a).as_secs_f64() * 1000.0;
             t_inf += b.elapsed().as_secs_f64() * 1000.0;
+            views_turned_deg = turn.map_or(0.0, round2);
+            view_passes = to_run.len();
         }
         let t3 = Instant::now();
         let geometry = qc.as_ref().map(|(q, _)| quality::Geometry {
@@ -613,8 +674,16 @@ impl Analyzer {
                 sd_months: report.bone_age.sd_months,
                 max_sd_months: th.max_sd_months,
             }),
-            corrections: qc.as_ref().map(|(q, _)| q.corrections).unwrap_or_default(),
+            corrections: qc
+                .as_ref()
+                .map(|(q, _)| Corrections {
+                    views_turned_deg,
+                    ..q.corrections
+                })
+                .unwrap_or_default(),
             passes: qc.as_ref().map_or(1, |(q, _)| q.passes),
+            view_passes,
+            hands,
             laterality: qc.as_ref().map(|(q, _)| {
                 if q.corrections.mirrored {
                     "right"
@@ -676,8 +745,6 @@ fn quality_passes(
         infer(im)
     };
     let mut work = img;
-    // The image the kept outputs were computed from (the rotated one, when turned).
-    let mut seen: Option<GreyImage> = None;
     let mut out = infer(&work)?;
     let mut fit = fit_of(&out, &work);
     let mut corrections = Corrections::default();
@@ -685,33 +752,76 @@ fn quality_passes(
         let inv = quality::invert(&work);
         let out2 = infer(&inv)?;
         let fit2 = fit_of(&out2, &inv);
-        if th.score(&fit2, sd(&out2)) < th.score(&fit, sd(&out)) {
+        // Kept only when it shows a hand: a hand the model lost to a large turn
+        // scores badly both ways and is searched for below, not inverted.
+        if fit2.residual <= th.max_shape_residual
+            && th.score(&fit2, sd(&out2)) < th.score(&fit, sd(&out))
+        {
             (work, out, fit) = (inv, out2, fit2);
             corrections.inverted = true;
         }
     }
-    // Orientation is read only from a fit that is hand-shaped.
-    if fit.residual <= th.max_shape_residual {
-        if fit.reflected {
-            work = quality::mirror(&work);
-            out = infer(&work)?;
-            fit = fit_of(&out, &work);
-            corrections.mirrored = true;
+    // Turned first: the model locates joints reliably only on a nearly upright hand,
+    // so side (mirror) is read after. A hand-shaped fit says how far to turn; a
+    // shapeless one (the model lost the hand beyond its trained rotations) is tried
+    // an eighth of a turn either way, and so is a first reading that ends refused.
+    let hand_shaped = |f: &ShapeFit| f.residual <= th.max_shape_residual;
+    let first = (out.clone(), fit);
+    let mut mirrored = false;
+    let mut turned = 0.0;
+    for round in 0..2 {
+        if round == 1 {
+            if th.accepts(&fit, sd(&out)) || !hand_shaped(&first.1) {
+                break; // accepted, or the search below already ran in round 0
+            }
+            (out, fit) = first.clone();
+            (mirrored, turned) = (false, 0.0);
         }
-        if fit.rotation_deg.abs() > quality::ROTATION_CORRECTION_DEG && !fit.reflected {
-            let deg = fit.rotation_deg;
-            let turned = quality::rotate(&work, deg);
-            let out2 = infer(&turned)?;
-            let fit2 = fit_of(&out2, &turned);
-            if th.score(&fit2, sd(&out2)) <= th.score(&fit, sd(&out))
-                || fit2.residual <= fit.residual
+        let searching = !hand_shaped(&fit) || round == 1;
+        let tries: &[f64] = if searching {
+            &[-quality::SEARCH_TURN_DEG, quality::SEARCH_TURN_DEG]
+        } else if fit.rotation_deg.abs() > quality::ROTATION_CORRECTION_DEG {
+            &[fit.rotation_deg]
+        } else {
+            &[]
+        };
+        for &deg in tries {
+            let im = quality::rotate(&work, deg);
+            let out2 = infer(&im)?;
+            let fit2 = fit_of(&out2, &im);
+            // A blind turn is kept only for a clear hand shape, so that the search
+            // does not find hands in what is not one.
+            let clear = !searching
+                || fit2.residual <= quality::SEARCH_MAX_RESIDUAL_SHARE * th.max_shape_residual;
+            if clear
+                && (th.score(&fit2, sd(&out2)) <= th.score(&fit, sd(&out))
+                    || (hand_shaped(&fit2) && fit2.residual <= fit.residual))
             {
-                (out, fit) = (out2, fit2);
-                corrections.rotation_deg = round2(deg);
-                seen = Some(turned);
+                (out, fit, turned) = (out2, fit2, deg);
+            }
+        }
+        if hand_shaped(&fit) && fit.reflected {
+            // A right hand: kept mirrored when that reads better. Mirroring after a
+            // turn by θ equals turning the mirrored image by −θ, which is how the
+            // corrections are kept (mirror, then turn).
+            let im = quality::mirror(&work);
+            let im = if turned != 0.0 {
+                quality::rotate(&im, -turned)
+            } else {
+                im
+            };
+            let out2 = infer(&im)?;
+            let fit2 = fit_of(&out2, &im);
+            if th.score(&fit2, sd(&out2)) <= th.score(&fit, sd(&out)) {
+                (out, fit, mirrored, turned) = (out2, fit2, true, -turned);
             }
         }
     }
+    if mirrored {
+        work = quality::mirror(&work);
+        corrections.mirrored = true;
+    }
+    corrections.rotation_deg = round2(turned);
     if !th.accepts(&fit, sd(&out)) {
         return Err(AnalysisError::NotAHand(format!(
             "no hand radiograph the model can read was found: the located joints do not form \
@@ -731,7 +841,7 @@ fn quality_passes(
             corrections,
             passes,
         },
-        seen.unwrap_or(work),
+        work,
     ))
 }
 

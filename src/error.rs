@@ -22,6 +22,9 @@ pub enum AnalysisError {
     /// Quality control: the image does not show a hand the model can read.
     #[error("{0}")]
     NotAHand(String),
+    /// Quality control: two or more hands side by side; one hand per image.
+    #[error("{0}")]
+    MultipleHands(String),
     /// Quality control: blank, unexposed or flat image.
     #[error("{0}")]
     PoorExposure(String),
@@ -40,6 +43,7 @@ impl AnalysisError {
             AnalysisError::InvalidField { .. } => "invalid_field",
             AnalysisError::MissingField(_) => "missing_field",
             AnalysisError::NotAHand(_) => "not_a_hand",
+            AnalysisError::MultipleHands(_) => "multiple_hands",
             AnalysisError::PoorExposure(_) => "poor_exposure",
             AnalysisError::Inference(_) => "inference_failed",
         }
@@ -52,7 +56,9 @@ impl AnalysisError {
             AnalysisError::CorruptImage(_) => 422,
             AnalysisError::ImageTooLarge(_) => 413,
             AnalysisError::ImageTooSmall(_) => 422,
-            AnalysisError::NotAHand(_) | AnalysisError::PoorExposure(_) => 422,
+            AnalysisError::NotAHand(_)
+            | AnalysisError::MultipleHands(_)
+            | AnalysisError::PoorExposure(_) => 422,
             AnalysisError::InvalidField { .. } | AnalysisError::MissingField(_) => 400,
             AnalysisError::Inference(_) => 500,
         }

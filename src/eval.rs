@@ -209,6 +209,79 @@ pub struct Summary {
     /// Joint localisation against expert boxes, when `boneage eval --rois` gives them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub localisation: Option<LocalisationStats>,
+    /// Bone-age change under rotation, when `boneage eval --rotations` asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Vec<RotationStats>>,
+}
+
+/// How far the bone age moves when the radiograph is turned by `degrees` (about the
+/// centre, same frame, black fill: a film turned on the detector), against the
+/// bone age of the image as given, over the images analysed both ways.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RotationStats {
+    pub degrees: f64,
+    /// Images analysed both as given and turned.
+    pub n: usize,
+    /// Analysed as given but refused when turned.
+    pub refused: usize,
+    pub mean_abs_change: Option<f64>,
+    pub median_abs_change: Option<f64>,
+    pub p90_abs_change: Option<f64>,
+    pub max_abs_change: Option<f64>,
+    /// Share of images whose bone age moved by less than one month.
+    pub within_1_month: Option<f64>,
+}
+
+/// Bone-age change under each rotation in `degrees`, over `rows` (see [`RotationStats`]).
+pub fn rotation_robustness(
+    analyzer: &Analyzer,
+    rows: &[ManifestRow],
+    degrees: &[f64],
+    progress: &dyn Fn(),
+) -> Vec<RotationStats> {
+    let mut changes: Vec<Vec<f64>> = vec![Vec::new(); degrees.len()];
+    let mut refused = vec![0usize; degrees.len()];
+    for row in rows {
+        progress();
+        let Ok(bytes) = std::fs::read(&row.image) else {
+            continue;
+        };
+        let Ok(decoded) = crate::decode::decode_upload(&bytes, analyzer.limits()) else {
+            continue;
+        };
+        let req = AnalysisRequest::new(row.sex, None);
+        let Ok(base) = analyzer.analyze_image(decoded.image.clone(), &req) else {
+            continue;
+        };
+        for (k, &deg) in degrees.iter().enumerate() {
+            let turned = crate::quality::rotate(&decoded.image, deg);
+            match analyzer.analyze_image(turned, &req) {
+                Ok(r) => changes[k].push((r.bone_age.months - base.bone_age.months).abs()),
+                Err(_) => refused[k] += 1,
+            }
+        }
+    }
+    degrees
+        .iter()
+        .zip(changes)
+        .zip(refused)
+        .map(|((&degrees, mut c), refused)| {
+            c.sort_by(f64::total_cmp);
+            let q =
+                |p: f64| (!c.is_empty()).then(|| c[((c.len() - 1) as f64 * p).round() as usize]);
+            RotationStats {
+                degrees,
+                n: c.len(),
+                refused,
+                mean_abs_change: (!c.is_empty()).then(|| c.iter().sum::<f64>() / c.len() as f64),
+                median_abs_change: q(0.5),
+                p90_abs_change: q(0.9),
+                max_abs_change: c.last().copied(),
+                within_1_month: (!c.is_empty())
+                    .then(|| c.iter().filter(|&&d| d < 1.0).count() as f64 / c.len() as f64),
+            }
+        })
+        .collect()
 }
 
 pub fn summarize(preds: &[Prediction]) -> Summary {
@@ -253,6 +326,7 @@ pub fn summarize(preds: &[Prediction]) -> Summary {
                 .filter_map(|p| Some((p.boneage_months, p.rus_bone_age_months?, None))),
         ),
         localisation: None,
+        rotation: None,
     }
 }
 

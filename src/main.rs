@@ -309,6 +309,11 @@ struct EvalArgs {
     /// no corrections (every image gets a number).
     #[arg(long)]
     no_quality_control: bool,
+    /// Also turn every image by each of these angles (degrees, comma-separated, e.g.
+    /// `-45,-20,10,30`; about the centre, same frame, black fill) and report how far
+    /// the bone age moves from the image as given.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    rotations: Vec<f64>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -651,6 +656,20 @@ fn eval(args: EvalArgs) -> Result<()> {
     let mut summary = eval::summarize(&preds);
     if let Some(t) = &rois {
         summary.localisation = Some(eval::localisation(&preds, t));
+    }
+    if !args.rotations.is_empty() {
+        if let Some(bad) = args.rotations.iter().find(|d| !d.is_finite()) {
+            bail!("--rotations: {bad} is not an angle");
+        }
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        let tick = || bar.inc(1);
+        summary.rotation = Some(eval::rotation_robustness(
+            &analyzer,
+            &rows,
+            &args.rotations,
+            &tick,
+        ));
+        bar.finish_and_clear();
     }
     print_json(&summary)?;
     Ok(())

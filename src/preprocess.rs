@@ -74,6 +74,28 @@ pub fn preprocess_views(
         .collect()
 }
 
+/// The image scaled down (aspect kept, same filter as the model input) until it is at
+/// most `factor` times the model input in each direction; as it is when already small.
+pub fn shrink_to(
+    img: &GreyImage,
+    spec: &PreprocessSpec,
+    factor: u32,
+) -> Result<GreyImage, AnalysisError> {
+    let (mw, mh) = (spec.width * factor, spec.height * factor);
+    if img.width <= mw && img.height <= mh {
+        return Ok(img.clone());
+    }
+    let k = (mw as f64 / img.width as f64).min(mh as f64 / img.height as f64);
+    let w = ((img.width as f64 * k).round() as u32).max(1);
+    let h = ((img.height as f64 * k).round() as u32).max(1);
+    Ok(GreyImage {
+        width: w,
+        height: h,
+        pixels: squash(img, w, h)?,
+        ..img.clone()
+    })
+}
+
 fn resize(img: &GreyImage, spec: &PreprocessSpec) -> Result<Vec<f32>, AnalysisError> {
     let n = img.width as usize * img.height as usize;
     if img.pixels.len() != n {

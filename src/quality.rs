@@ -24,6 +24,12 @@ use crate::error::AnalysisError;
 /// Rotations the model tolerates itself (it was trained with ±20°); beyond this the
 /// image is turned upright before the final inference.
 pub const ROTATION_CORRECTION_DEG: f64 = 20.0;
+/// A first pass that shows no hand shape is retried turned this far either way.
+pub const SEARCH_TURN_DEG: f64 = 45.0;
+/// A hand found by that search must fit the template this well (a share of the
+/// shape-residual limit): real hands turned upright fit at a few hundredths of the
+/// limit, the non-hands of the negative set that pass at all near it.
+pub const SEARCH_MAX_RESIDUAL_SHARE: f64 = 0.25;
 /// Below this spread of grey levels (1st to 99th percentile, on a 0–1 scale) the
 /// image is blank or flat.
 pub const MIN_DYNAMIC_RANGE: f64 = 0.04;
@@ -108,6 +114,183 @@ pub fn fit_shape(points: &[(f64, f64)], template: &[(f64, f64)]) -> Option<Shape
         }
     }
     best
+}
+
+/// The long side of the copy the hand count is made on.
+const COUNT_SIDE: u32 = 128;
+
+/// What the hand count saw: the two largest bright regions (bone and soft tissue on a
+/// dark background, after an Otsu threshold and one erosion), as shares of the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct HandCount {
+    /// Area of the largest region over the frame.
+    pub largest: f64,
+    /// Area of the second largest over the largest (0 when there is none).
+    pub second_ratio: f64,
+    /// The two are tall, large, side by side with no horizontal overlap.
+    pub side_by_side: bool,
+}
+
+impl HandCount {
+    /// Two hands: a second region at least 35% of the first, 4% of the frame, both
+    /// at least 40% of the frame's height, side by side. Measured on real
+    /// radiographs (`tests/quality.rs`): RSNA shows such images (both hands on one
+    /// film), and single hands with film edges and labels are not counted twice.
+    pub fn multiple(&self) -> bool {
+        self.side_by_side && self.second_ratio >= 0.35
+    }
+}
+
+/// Counts the large bright regions of an image (see [`HandCount`]). Film edges (narrow
+/// strips along a side, or regions as wide as the frame) are not counted.
+pub fn count_hands(img: &GreyImage) -> HandCount {
+    let none = HandCount {
+        largest: 0.0,
+        second_ratio: 0.0,
+        side_by_side: false,
+    };
+    let (w0, h0) = (img.width as f64, img.height as f64);
+    if img.width < 8
+        || img.height < 8
+        || img.pixels.len() != img.width as usize * img.height as usize
+    {
+        return none;
+    }
+    let k = (COUNT_SIDE as f64 / w0.max(h0)).min(1.0);
+    let (w, h) = (
+        ((w0 * k).round() as usize).max(1),
+        ((h0 * k).round() as usize).max(1),
+    );
+    // Box-average down to w × h (each output pixel the mean of its source cell).
+    let mut small = vec![0f32; w * h];
+    let mut count = vec![0u32; w * h];
+    let (sw, sh) = (img.width as usize, img.height as usize);
+    for y in 0..sh {
+        let oy = (y * h / sh).min(h - 1);
+        for x in 0..sw {
+            let ox = (x * w / sw).min(w - 1);
+            let v = img.pixels[y * sw + x];
+            small[oy * w + ox] += if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            count[oy * w + ox] += 1;
+        }
+    }
+    for (v, c) in small.iter_mut().zip(&count) {
+        *v /= (*c).max(1) as f32;
+    }
+    let t = otsu(&small);
+    let mask: Vec<bool> = small.iter().map(|&v| v > t).collect();
+    // One 4-neighbour erosion parts regions joined by a thin bridge.
+    let mut eroded = mask.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            eroded[i] = mask[i]
+                && (y == 0 || mask[i - w])
+                && (y + 1 == h || mask[i + w])
+                && (x == 0 || mask[i - 1])
+                && (x + 1 == w || mask[i + 1]);
+        }
+    }
+    // Connected regions (4-neighbour) with their area and bounding box.
+    let mut seen = vec![false; w * h];
+    let mut regions: Vec<(usize, usize, usize, usize, usize)> = Vec::new(); // area, x0, x1, y0, y1
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if !eroded[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut area, mut x0, mut x1, mut y0, mut y1) = (0, w, 0, h, 0);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % w, i / w);
+            area += 1;
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+            let mut visit = |j: usize| {
+                if eroded[j] && !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            };
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < w {
+                visit(i + 1);
+            }
+            if y > 0 {
+                visit(i - w);
+            }
+            if y + 1 < h {
+                visit(i + w);
+            }
+        }
+        let width = x1 - x0 + 1;
+        let frame_wide = width + 3 > w;
+        let edge_strip = (x0 == 0 || x1 + 1 == w) && (width as f64) < 0.2 * w as f64;
+        if !frame_wide && !edge_strip {
+            regions.push((area, x0, x1, y0, y1));
+        }
+    }
+    regions.sort_by(|a, b| b.0.cmp(&a.0));
+    let Some(&a) = regions.first() else {
+        return none;
+    };
+    let frame = (w * h) as f64;
+    let mut out = HandCount {
+        largest: a.0 as f64 / frame,
+        ..none
+    };
+    if let Some(&b) = regions.get(1) {
+        out.second_ratio = b.0 as f64 / a.0 as f64;
+        let tall =
+            |r: (usize, usize, usize, usize, usize)| (r.4 - r.3 + 1) as f64 >= 0.4 * h as f64;
+        let apart = b.2 < a.1 || a.2 < b.1;
+        out.side_by_side = tall(a) && tall(b) && apart && b.0 as f64 >= 0.04 * frame;
+    }
+    out
+}
+
+/// Otsu's threshold over 256 bins of values in 0–1.
+fn otsu(v: &[f32]) -> f32 {
+    let mut hist = [0f64; 256];
+    for &x in v {
+        hist[((x.clamp(0.0, 1.0) * 255.0).round()) as usize] += 1.0;
+    }
+    let n: f64 = hist.iter().sum();
+    let total: f64 = hist.iter().enumerate().map(|(i, c)| i as f64 * c).sum();
+    let (mut w0, mut sum0, mut best, mut best_t) = (0.0, 0.0, -1.0, 0usize);
+    for (t, &c) in hist.iter().enumerate() {
+        w0 += c;
+        sum0 += t as f64 * c;
+        let w1 = n - w0;
+        if w0 == 0.0 || w1 == 0.0 {
+            continue;
+        }
+        let (m0, m1) = (sum0 / w0, (total - sum0) / w1);
+        let between = w0 * w1 * (m0 - m1) * (m0 - m1);
+        if between > best {
+            (best, best_t) = (between, t);
+        }
+    }
+    best_t as f32 / 255.0
+}
+
+/// Refuses an image with two or more hands side by side.
+pub fn check_single_hand(img: &GreyImage) -> Result<HandCount, AnalysisError> {
+    let c = count_hands(img);
+    if c.multiple() {
+        return Err(AnalysisError::MultipleHands(format!(
+            "the image shows more than one hand (two large regions side by side, the second \
+             {:.0}% of the first). Send a radiograph of the left hand alone.",
+            100.0 * c.second_ratio
+        )));
+    }
+    Ok(c)
 }
 
 /// Grey-level spread of an image.
@@ -202,6 +385,11 @@ pub struct Corrections {
     pub mirrored: bool,
     /// Rotation applied to bring the hand upright (degrees, clockwise on screen; 0 if none).
     pub rotation_deg: f64,
+    /// The model's views that give the bone age show the (mirrored) upload turned by
+    /// this much (degrees, clockwise on screen): to the template hand's pose, where
+    /// `rotation_deg` turned it upright only beyond the model's tolerance. Joints and
+    /// stages come from the image turned by `rotation_deg`.
+    pub views_turned_deg: f64,
 }
 
 /// Maps points of the corrected working image back to the upload's pixels.

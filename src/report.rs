@@ -62,6 +62,11 @@ pub struct Quality {
     pub corrections: Corrections,
     /// Model passes it took (1 for an upright left hand; each correction adds one).
     pub passes: u8,
+    /// Further passes over the views the bone age is averaged from (the model's
+    /// test-time views, turned to the template's pose).
+    pub view_passes: usize,
+    /// The hand count behind `multiple_hands` (with quality control).
+    pub hands: Option<crate::quality::HandCount>,
     /// `left`, or `right` when the image showed a right hand (mirrored for analysis).
     pub laterality: Option<&'static str>,
 }
@@ -78,6 +83,8 @@ impl Default for Quality {
             shape: None,
             corrections: Corrections::default(),
             passes: 1,
+            view_passes: 0,
+            hands: None,
             laterality: None,
         }
     }

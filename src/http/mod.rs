@@ -236,7 +236,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         (status = 400, description = "missing_image, missing_field, invalid_field", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "image_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_format", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "corrupt_image, resolution_too_low, not_a_hand, poor_exposure", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "corrupt_image, resolution_too_low, not_a_hand, multiple_hands, poor_exposure", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "overloaded (with Retry-After)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

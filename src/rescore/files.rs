@@ -131,8 +131,9 @@ pub const COLUMNS: [&str; 21] = [
 ];
 
 /// Codes that mean the image itself was refused (rather than the request).
-const REJECTED: [&str; 6] = [
+const REJECTED: [&str; 7] = [
     "not_a_hand",
+    "multiple_hands",
     "poor_exposure",
     "corrupt_image",
     "resolution_too_low",
