@@ -635,6 +635,8 @@ def evaluate_views(net, x, sex, device, views, bs=256):
     with torch.no_grad():
         for i in range(0, len(x), bs):
             xb = x[i : i + bs].to(device).float() / 255.0
+            # As the service: a view brings in the image's own black (its minimum).
+            xb = xb - xb.amin(dim=(1, 2, 3), keepdim=True)
             m_sum, lv_sum = 0.0, 0.0
             for v in views:
                 m, lv, _, _ = net(zscore(view_batch(xb, v)), sex[i : i + bs].to(device))

@@ -623,7 +623,7 @@ impl Analyzer {
             let base = match turn {
                 Some(d) => {
                     let small = preprocess::shrink_to(&unturned, self.model.preprocess_spec(), 4)?;
-                    turned_img = quality::rotate(&small, d);
+                    turned_img = quality::rotate(&quality::shift_to_black(small), d);
                     &turned_img
                 }
                 None => &unturned,
@@ -801,7 +801,7 @@ fn quality_passes(
             }
         }
         if hand_shaped(&fit) && fit.reflected {
-            // A right hand: kept mirrored when that reads better. Mirroring after a
+            // A right hand. Mirroring after a
             // turn by θ equals turning the mirrored image by −θ, which is how the
             // corrections are kept (mirror, then turn).
             let im = quality::mirror(&work);
@@ -810,11 +810,9 @@ fn quality_passes(
             } else {
                 im
             };
-            let out2 = infer(&im)?;
-            let fit2 = fit_of(&out2, &im);
-            if th.score(&fit2, sd(&out2)) <= th.score(&fit, sd(&out)) {
-                (out, fit, mirrored, turned) = (out2, fit2, true, -turned);
-            }
+            out = infer(&im)?;
+            fit = fit_of(&out, &im);
+            (mirrored, turned) = (true, -turned);
         }
     }
     if mirrored {

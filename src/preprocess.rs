@@ -59,14 +59,23 @@ pub fn preprocess(img: &GreyImage, spec: &PreprocessSpec) -> Result<Array4<f32>,
     to_tensor(resized, spec)
 }
 
-/// The input tensors of `views` of one image (resized once, then each view warped and
-/// normalised), in the order given.
+/// The input tensors of `views` of one image (resized once, its minimum shifted to 0,
+/// then each view warped and normalised), in the order given.
 pub fn preprocess_views(
     img: &GreyImage,
     spec: &PreprocessSpec,
     views: &[View],
 ) -> Result<Vec<Array4<f32>>, AnalysisError> {
-    let resized = resize(img, spec)?;
+    let mut resized = resize(img, spec)?;
+    // What a view brings in from outside the frame is the image's own black (its
+    // minimum), whatever grey level that is in this file: shifted to 0 here, which the
+    // normalisation undoes for the pixels that were there.
+    let black = resized.iter().copied().fold(f32::INFINITY, f32::min);
+    if black.is_finite() {
+        for v in &mut resized {
+            *v -= black;
+        }
+    }
     let (w, h) = (spec.width as usize, spec.height as usize);
     views
         .iter()

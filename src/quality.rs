@@ -127,7 +127,8 @@ pub struct HandCount {
     pub largest: f64,
     /// Area of the second largest over the largest (0 when there is none).
     pub second_ratio: f64,
-    /// The two are tall, large, side by side with no horizontal overlap.
+    /// The two are tall, large, hand-like (filling under 85% of their bounding box)
+    /// and side by side with no horizontal overlap.
     pub side_by_side: bool,
 }
 
@@ -250,7 +251,16 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
         let tall =
             |r: (usize, usize, usize, usize, usize)| (r.4 - r.3 + 1) as f64 >= 0.4 * h as f64;
         let apart = b.2 < a.1 || a.2 < b.1;
-        out.side_by_side = tall(a) && tall(b) && apart && b.0 as f64 >= 0.04 * frame;
+        // A hand fills well under its bounding box (fingers, gaps); a bar fills it.
+        let hand_like = |r: (usize, usize, usize, usize, usize)| {
+            (r.0 as f64) < 0.85 * ((r.2 - r.1 + 1) * (r.4 - r.3 + 1)) as f64
+        };
+        out.side_by_side = tall(a)
+            && tall(b)
+            && hand_like(a)
+            && hand_like(b)
+            && apart
+            && b.0 as f64 >= 0.04 * frame;
     }
     out
 }
@@ -436,6 +446,18 @@ pub fn mirror(img: &GreyImage) -> GreyImage {
         pixels,
         ..img.clone()
     }
+}
+
+/// The image with its minimum shifted to 0, so that what a rotation brings in from
+/// outside the frame (0) is the image's own black whatever its grey scale.
+pub fn shift_to_black(mut img: GreyImage) -> GreyImage {
+    let black = img.pixels.iter().copied().fold(f32::INFINITY, f32::min);
+    if black.is_finite() {
+        for v in &mut img.pixels {
+            *v -= black;
+        }
+    }
+    img
 }
 
 /// Rotates about the centre by `deg` (clockwise on screen), same size, bilinear;
