@@ -563,11 +563,6 @@ impl Analyzer {
         let t1 = Instant::now();
         let exposure = quality::exposure(&img);
         quality::check_exposure(&exposure)?;
-        let hands = if self.quality_control {
-            Some(quality::check_single_hand(&img)?)
-        } else {
-            None
-        };
         let input = InputInfo {
             format: img.format,
             width: img.width,
@@ -683,7 +678,7 @@ impl Analyzer {
                 .unwrap_or_default(),
             passes: qc.as_ref().map_or(1, |(q, _)| q.passes),
             view_passes,
-            hands,
+            hands: qc.as_ref().map(|(q, _)| q.hands),
             laterality: qc.as_ref().map(|(q, _)| {
                 if q.corrections.mirrored {
                     "right"
@@ -708,6 +703,7 @@ impl Analyzer {
 /// The outcome of quality control: the fit of the final pass and what was corrected.
 struct QcOutcome {
     fit: ShapeFit,
+    hands: quality::HandCount,
     corrections: Corrections,
     passes: u8,
 }
@@ -743,6 +739,13 @@ fn quality_passes(
     let mut infer = |im: &GreyImage| {
         passes += 1;
         infer(im)
+    };
+    // One hand only: counted before the model, on the image as sent (bright bone on a
+    // dark background; a frame that looks inverted is counted inverted).
+    let hands = if quality::looks_inverted(&img) {
+        quality::check_single_hand(&quality::invert(&img))?
+    } else {
+        quality::check_single_hand(&img)?
     };
     let mut work = img;
     let mut out = infer(&work)?;
@@ -836,6 +839,7 @@ fn quality_passes(
         out,
         QcOutcome {
             fit,
+            hands,
             corrections,
             passes,
         },

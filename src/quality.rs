@@ -118,6 +118,10 @@ pub fn fit_shape(points: &[(f64, f64)], template: &[(f64, f64)]) -> Option<Shape
 
 /// The long side of the copy the hand count is made on.
 const COUNT_SIDE: u32 = 128;
+/// 4-neighbour erosions of the bright mask before regions are counted.
+const ERODE_STEPS: usize = 2;
+/// The second region's least area, as a share of the frame (after erosion).
+const MIN_SECOND_AREA: f64 = 0.015;
 
 /// What the hand count saw: the two largest bright regions (bone and soft tissue on a
 /// dark background, after an Otsu threshold and one erosion), as shares of the frame.
@@ -133,7 +137,7 @@ pub struct HandCount {
 }
 
 impl HandCount {
-    /// Two hands: a second region at least 35% of the first, 4% of the frame, both
+    /// Two hands: a second region at least 35% of the first and 1.5% of the frame (after erosion), both
     /// at least 40% of the frame's height, side by side. Measured on real
     /// radiographs (`tests/quality.rs`): RSNA shows such images (both hands on one
     /// film), and single hands with film edges and labels are not counted twice.
@@ -184,16 +188,20 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
     }
     let t = otsu(&small);
     let mask: Vec<bool> = small.iter().map(|&v| v > t).collect();
-    // One 4-neighbour erosion parts regions joined by a thin bridge.
-    let mut eroded = mask.clone();
-    for y in 0..h {
-        for x in 0..w {
-            let i = y * w + x;
-            eroded[i] = mask[i]
-                && (y == 0 || mask[i - w])
-                && (y + 1 == h || mask[i + w])
-                && (x == 0 || mask[i - 1])
-                && (x + 1 == w || mask[i + 1]);
+    // Erosions part regions joined by a thin bridge and remove the thin bright lines
+    // of film edges.
+    let mut eroded = mask;
+    for _ in 0..ERODE_STEPS {
+        let m = eroded.clone();
+        for y in 0..h {
+            for x in 0..w {
+                let i = y * w + x;
+                eroded[i] = m[i]
+                    && (y == 0 || m[i - w])
+                    && (y + 1 == h || m[i + w])
+                    && (x == 0 || m[i - 1])
+                    && (x + 1 == w || m[i + 1]);
+            }
         }
     }
     // Connected regions (4-neighbour) with their area and bounding box.
@@ -237,7 +245,7 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
             regions.push((area, x0, x1, y0, y1));
         }
     }
-    regions.sort_by(|a, b| b.0.cmp(&a.0));
+    regions.sort_by_key(|r| std::cmp::Reverse(r.0));
     let Some(&a) = regions.first() else {
         return none;
     };
@@ -260,7 +268,7 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
             && hand_like(a)
             && hand_like(b)
             && apart
-            && b.0 as f64 >= 0.04 * frame;
+            && b.0 as f64 >= MIN_SECOND_AREA * frame;
     }
     out
 }
@@ -288,6 +296,33 @@ fn otsu(v: &[f32]) -> f32 {
         }
     }
     best_t as f32 / 255.0
+}
+
+/// A frame whose outer tenth is brighter on average than its central half: a bright
+/// background (an inverted grey scale), for the hand count only.
+pub fn looks_inverted(img: &GreyImage) -> bool {
+    let (w, h) = (img.width as usize, img.height as usize);
+    if w < 10 || h < 10 || img.pixels.len() != w * h {
+        return false;
+    }
+    let (bx, by) = (w / 10, h / 10);
+    let (mut border, mut nb, mut centre, mut nc) = (0f64, 0usize, 0f64, 0usize);
+    for y in 0..h {
+        for x in 0..w {
+            let v = img.pixels[y * w + x];
+            if !v.is_finite() {
+                continue;
+            }
+            if x < bx || x >= w - bx || y < by || y >= h - by {
+                border += v as f64;
+                nb += 1;
+            } else if x >= w / 4 && x < w - w / 4 && y >= h / 4 && y < h - h / 4 {
+                centre += v as f64;
+                nc += 1;
+            }
+        }
+    }
+    nb > 0 && nc > 0 && border / nb as f64 > centre / nc as f64
 }
 
 /// Refuses an image with two or more hands side by side.
@@ -501,6 +536,65 @@ pub fn rotate(img: &GreyImage, deg: f64) -> GreyImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hand-like region: a palm with four fingers (fills well under its box).
+    fn draw_hand(px: &mut [f32], w: usize, x0: usize, y0: usize, s: usize) {
+        let mut fill = |xa: usize, xb: usize, ya: usize, yb: usize| {
+            for y in ya..yb {
+                for x in xa..xb {
+                    px[y * w + x] = 0.8;
+                }
+            }
+        };
+        fill(x0, x0 + 4 * s, y0 + 4 * s, y0 + 7 * s); // palm
+        for f in 0..4 {
+            let fx = x0 + f * s + s / 4;
+            fill(fx, fx + s / 2, y0, y0 + 4 * s); // finger
+        }
+    }
+
+    fn grey(w: usize, h: usize, px: Vec<f32>) -> GreyImage {
+        GreyImage {
+            width: w as u32,
+            height: h as u32,
+            bit_depth: 8,
+            format: crate::decode::SourceFormat::Png,
+            pixels: px,
+        }
+    }
+
+    #[test]
+    fn two_hands_side_by_side_are_counted_and_one_is_not() {
+        let (w, h) = (240, 160);
+        let mut one = vec![0.05f32; w * h];
+        draw_hand(&mut one, w, 80, 10, 20);
+        // A film edge: a bright strip along the left side.
+        for y in 0..h {
+            for x in 0..12 {
+                one[y * w + x] = 0.9;
+            }
+        }
+        let c = count_hands(&grey(w, h, one.clone()));
+        assert!(!c.multiple(), "{c:?}");
+        assert!(check_single_hand(&grey(w, h, one)).is_ok());
+
+        let mut two = vec![0.05f32; w * h];
+        draw_hand(&mut two, w, 10, 10, 20);
+        draw_hand(&mut two, w, 130, 12, 20);
+        let c = count_hands(&grey(w, h, two.clone()));
+        assert!(c.multiple(), "{c:?}");
+        let e = check_single_hand(&grey(w, h, two)).unwrap_err();
+        assert_eq!(e.code(), "multiple_hands");
+
+        // Two solid bars side by side are not hands.
+        let mut bars = vec![0.05f32; w * h];
+        for y in 10..150 {
+            for x in (20..90).chain(140..210) {
+                bars[y * w + x] = 0.8;
+            }
+        }
+        assert!(!count_hands(&grey(w, h, bars)).multiple());
+    }
 
     /// The exposure statistics written plainly, for the fast version to match.
     fn exposure_plain(px: &[f32]) -> Exposure {

@@ -454,5 +454,59 @@ async fn the_hospital_cases_over_http() {
     let (s, v) = post(chest, "image/png").await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["code"], "not_a_hand");
+
+    // Both hands on one film.
+    let (s, v) = post(png8(&both_hands(&img)), "image/png").await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["code"], "multiple_hands", "{v}");
     srv.stop().await;
+}
+
+/// Both hands on one film: the image mirrored (a right hand) beside itself.
+fn both_hands(img: &GrayImage) -> GrayImage {
+    let (w, h) = img.dimensions();
+    let mirrored = image::imageops::flip_horizontal(img);
+    GrayImage::from_fn(2 * w, h, |x, y| {
+        if x < w {
+            *mirrored.get_pixel(x, y)
+        } else {
+            *img.get_pixel(x - w, y)
+        }
+    })
+}
+
+/// Two hands side by side, made from real validation radiographs (or synthetic hands
+/// without ../shared): at least 80% refused as `multiple_hands`, at most 1 in 10
+/// given a number. Figures printed for the README.
+#[test]
+fn both_hands_on_one_film_are_refused() {
+    let images: Vec<(GrayImage, &str)> = match rsna_dir() {
+        Some(dir) => {
+            let mut rows = eval::read_manifest(&dir.join("half512/labels.csv"), None).unwrap();
+            rows.retain(|r| eval::is_validation_id(&r.id));
+            rows.iter()
+                .map(|r| {
+                    let sex = if r.sex == Sex::Male { "male" } else { "female" };
+                    (image::open(&r.image).unwrap().into_luma8(), sex)
+                })
+                .collect()
+        }
+        None => (0..4)
+            .map(|k| (synthetic_hand(0.3 + 0.15 * k as f32, k as u64), "female"))
+            .collect(),
+    };
+    let mut codes: std::collections::BTreeMap<String, usize> = Default::default();
+    for (img, sex) in &images {
+        let code = match run(&png8(&both_hands(img)), sex) {
+            Ok(_) => "analysed".to_string(),
+            Err(e) => e.code().to_string(),
+        };
+        *codes.entry(code).or_default() += 1;
+    }
+    let n = images.len();
+    let multiple = codes.get("multiple_hands").copied().unwrap_or(0);
+    let analysed = codes.get("analysed").copied().unwrap_or(0);
+    eprintln!("both hands on one film: {n} images, outcomes {codes:?}");
+    assert!(multiple * 10 >= n * 8, "{codes:?}");
+    assert!(analysed * 10 <= n, "{codes:?}");
 }
