@@ -818,7 +818,7 @@ def main():
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--run-dir", default=str(ROOT / "scripts/runs/default"))
     ap.add_argument("--init-from", default="", help="start from the weights of another run's checkpoint (stage 2)")
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=20, help="0: no training (with --init-onnx, a re-export)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--joint-batch", type=int, default=8, help="annotated images added to every batch")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -961,8 +961,10 @@ def main():
     views = 2 if args.consistency > 0 else 1
     per_step = args.batch // views
     steps_per_epoch = math.ceil(len(train_rows) / per_step)
+    # --epochs 0 trains nothing: with --init-onnx it re-exports a model (new views,
+    # calibration and quality-control thresholds on the same weights).
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
+        opt, max_lr=args.lr, total_steps=max(1, args.epochs * steps_per_epoch), pct_start=0.15
     )
     gen = torch.Generator().manual_seed(args.seed)
     start_epoch = 0

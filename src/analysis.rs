@@ -612,29 +612,35 @@ impl Analyzer {
                 .tta
                 .as_ref()
                 .map_or(vec![preprocess::View::IDENTITY], |t| t.views.clone());
-            // Turned in the image's own geometry (a rotation, where turning the
-            // squashed input would shear it), on a copy no larger than the views need.
-            let turned_img;
-            let base = match turn {
-                Some(d) => {
-                    let small = preprocess::shrink_to(&unturned, self.model.preprocess_spec(), 4)?;
-                    turned_img = quality::rotate(&quality::shift_to_black(small), d);
-                    &turned_img
+            // Turned in the image's own geometry. An upload at least four times the
+            // model's input is turned at that size, so that the resampling is lost in
+            // the resize to the input (a turned film then reads as the original); a
+            // smaller one is turned within each view, sampled once.
+            let spec = self.model.preprocess_spec();
+            let tensors = match turn {
+                Some(d)
+                    if unturned.width >= 4 * spec.width || unturned.height >= 4 * spec.height =>
+                {
+                    let big = preprocess::scale_to(&unturned, spec, 4)?;
+                    let turned = quality::rotate(&quality::shift_to_black(big), d);
+                    preprocess::preprocess_views(&turned, spec, &declared)?
                 }
-                None => &unturned,
+                Some(d) => preprocess::preprocess_turned_views(&unturned, spec, &declared, d)?,
+                None => {
+                    // The identity view of the untouched image is the pass already made.
+                    let others: Vec<preprocess::View> = declared
+                        .iter()
+                        .copied()
+                        .filter(|v| !v.is_identity())
+                        .collect();
+                    preprocess::preprocess_views(&unturned, self.model.preprocess_spec(), &others)?
+                }
             };
+            let reuse_identity = turn.is_none() && declared.iter().any(|v| v.is_identity());
             let views = declared;
-            // The identity view of the untouched image is the pass already made.
-            let to_run: Vec<preprocess::View> = views
-                .iter()
-                .copied()
-                .filter(|v| turn.is_some() || !v.is_identity())
-                .collect();
-            let tensors =
-                preprocess::preprocess_views(base, self.model.preprocess_spec(), &to_run)?;
             let b = Instant::now();
             let (mut sum_mean, mut sum_lv) = (0.0f64, 0.0f64);
-            if to_run.len() < views.len() {
+            if reuse_identity {
                 sum_mean += out.bone_age_months as f64;
                 sum_lv += out.bone_age_log_var as f64;
             }
@@ -650,7 +656,7 @@ impl Analyzer {
             t_pre += (b - a).as_secs_f64() * 1000.0;
             t_inf += b.elapsed().as_secs_f64() * 1000.0;
             views_turned_deg = turn.map_or(0.0, round2);
-            view_passes = to_run.len();
+            view_passes = views.len() - usize::from(reuse_identity);
         }
         let t3 = Instant::now();
         let geometry = qc.as_ref().map(|(q, _)| quality::Geometry {

@@ -83,20 +83,17 @@ pub fn preprocess_views(
         .collect()
 }
 
-/// The image scaled down (aspect kept, same filter as the model input) until it is at
-/// most `factor` times the model input in each direction; as it is when already small.
-pub fn shrink_to(
+/// The image resized (aspect kept, same filter as the model input) to fit `factor`
+/// times the model input in each direction.
+pub fn scale_to(
     img: &GreyImage,
     spec: &PreprocessSpec,
     factor: u32,
 ) -> Result<GreyImage, AnalysisError> {
     let (mw, mh) = (spec.width * factor, spec.height * factor);
-    if img.width <= mw && img.height <= mh {
-        return Ok(img.clone());
-    }
-    let k = (mw as f64 / img.width as f64).min(mh as f64 / img.height as f64);
-    let w = ((img.width as f64 * k).round() as u32).max(1);
-    let h = ((img.height as f64 * k).round() as u32).max(1);
+    let k = (mw as f64 / img.width.max(1) as f64).min(mh as f64 / img.height.max(1) as f64);
+    let w = ((img.width as f64 * k).round() as u32).clamp(1, mw);
+    let h = ((img.height as f64 * k).round() as u32).clamp(1, mh);
     Ok(GreyImage {
         width: w,
         height: h,
@@ -125,6 +122,17 @@ fn to_tensor(mut data: Vec<f32>, spec: &PreprocessSpec) -> Result<Array4<f32>, A
         .map_err(|e| AnalysisError::Inference(format!("tensor shape: {e}")))
 }
 
+impl View {
+    /// The view as the 2×2 matrix from output to source points in the input's
+    /// normalised coordinates ([-1, 1] each way): (1/scale)·R(θ)·F, F the mirror.
+    fn matrix(&self) -> [[f64; 2]; 2] {
+        let th = (self.rotation_deg as f64).to_radians();
+        let (c, s) = (th.cos() / self.scale as f64, th.sin() / self.scale as f64);
+        let f = if self.mirror { -1.0 } else { 1.0 };
+        [[f * c, -s], [f * s, c]]
+    }
+}
+
 /// `src` (`w`×`h`, row-major) seen through `view`, sampled exactly as the training
 /// script's PyTorch `affine_grid` + `grid_sample` (bilinear, zeros outside,
 /// `align_corners = false`): output point (x, y) in [-1, 1] reads the source at
@@ -134,10 +142,11 @@ pub fn warp(src: &[f32], w: usize, h: usize, view: View) -> Vec<f32> {
     if view.is_identity() {
         return src.to_vec();
     }
-    let th = (view.rotation_deg as f64).to_radians();
-    let c = th.cos() / view.scale as f64;
-    let s = th.sin() / view.scale as f64;
-    let f = if view.mirror { -1.0 } else { 1.0 };
+    warp_affine(src, w, h, view.matrix())
+}
+
+/// As [`warp`], for any matrix `m` from output to source normalised coordinates.
+fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2]) -> Vec<f32> {
     let (wf, hf) = (w as f64, h as f64);
     let at = |x: i64, y: i64| -> f64 {
         if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
@@ -151,7 +160,7 @@ pub fn warp(src: &[f32], w: usize, h: usize, view: View) -> Vec<f32> {
         let yn = (2 * i + 1) as f64 / hf - 1.0;
         for j in 0..w {
             let xn = (2 * j + 1) as f64 / wf - 1.0;
-            let (xs, ys) = (f * c * xn - s * yn, f * s * xn + c * yn);
+            let (xs, ys) = (m[0][0] * xn + m[0][1] * yn, m[1][0] * xn + m[1][1] * yn);
             let px = ((xs + 1.0) * wf - 1.0) / 2.0;
             let py = ((ys + 1.0) * hf - 1.0) / 2.0;
             let (x0, y0) = (px.floor(), py.floor());
@@ -165,6 +174,49 @@ pub fn warp(src: &[f32], w: usize, h: usize, view: View) -> Vec<f32> {
         }
     }
     out
+}
+
+/// The views of an image turned by `turn_deg` (clockwise on screen) about its centre
+/// in its own pixel geometry, each sampled once from the resized input: the turn is
+/// composed with each view (in normalised coordinates of a squashed input it is
+/// D⁻¹·R·D, D the image's half width and height, a rotation of the image itself and
+/// not of the squashed square). Otherwise as [`preprocess_views`].
+pub fn preprocess_turned_views(
+    img: &GreyImage,
+    spec: &PreprocessSpec,
+    views: &[View],
+    turn_deg: f64,
+) -> Result<Vec<Array4<f32>>, AnalysisError> {
+    let mut resized = resize(img, spec)?;
+    let black = resized.iter().copied().fold(f32::INFINITY, f32::min);
+    if black.is_finite() {
+        for v in &mut resized {
+            *v -= black;
+        }
+    }
+    // Clockwise by d on screen reads the source at R(−d) of the output point.
+    let th = (-turn_deg).to_radians();
+    let (c, s) = (th.cos(), th.sin());
+    let (dx, dy) = (img.width.max(1) as f64, img.height.max(1) as f64);
+    let turn = [[c, -s * dy / dx], [s * dx / dy, c]];
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    views
+        .iter()
+        .map(|v| {
+            let a = v.matrix();
+            let m = [
+                [
+                    turn[0][0] * a[0][0] + turn[0][1] * a[1][0],
+                    turn[0][0] * a[0][1] + turn[0][1] * a[1][1],
+                ],
+                [
+                    turn[1][0] * a[0][0] + turn[1][1] * a[1][0],
+                    turn[1][0] * a[0][1] + turn[1][1] * a[1][1],
+                ],
+            ];
+            to_tensor(warp_affine(&resized, w, h, m), spec)
+        })
+        .collect()
 }
 
 fn squash(img: &GreyImage, width: u32, height: u32) -> Result<Vec<f32>, AnalysisError> {
