@@ -376,8 +376,8 @@ pub(crate) fn report_json() -> Value {
         "id": ANALYSIS_2,
         "model": {
             "name": "boneage-resnet-sq100",
-            "version": "0.4.0",
-            "sha256": "b9cacb20a457490acf23eae1da00895dab0fa76c5b0cf5ae36a40e9ca72ebd02"
+            "version": "0.4.1",
+            "sha256": "1ea607735212a1f800c6d975bc791d5e1122238bdea80bd7cc2aca1144b5d71c"
         },
         "sex": "male",
         // 124.3 ± 1.645 × 8.6 = 124.3 ± 14.147
