@@ -70,12 +70,7 @@ pub fn preprocess_views(
     // What a view brings in from outside the frame is the image's own black (its
     // minimum), whatever grey level that is in this file: shifted to 0 here, which the
     // normalisation undoes for the pixels that were there.
-    let black = resized.iter().copied().fold(f32::INFINITY, f32::min);
-    if black.is_finite() {
-        for v in &mut resized {
-            *v -= black;
-        }
-    }
+    shift_to_black(&mut resized);
     let (w, h) = (spec.width as usize, spec.height as usize);
     views
         .iter()
@@ -100,6 +95,17 @@ pub fn scale_to(
         pixels: squash(img, w, h)?,
         ..img.clone()
     })
+}
+
+/// Shifts the values so that their minimum is 0: what a view or a turn brings in from
+/// outside the frame (0) is then the image's own black, whatever its grey scale.
+pub fn shift_to_black(px: &mut [f32]) {
+    let black = px.iter().copied().fold(f32::INFINITY, f32::min);
+    if black.is_finite() {
+        for v in px {
+            *v -= black;
+        }
+    }
 }
 
 fn resize(img: &GreyImage, spec: &PreprocessSpec) -> Result<Vec<f32>, AnalysisError> {
@@ -188,12 +194,7 @@ pub fn preprocess_turned_views(
     turn_deg: f64,
 ) -> Result<Vec<Array4<f32>>, AnalysisError> {
     let mut resized = resize(img, spec)?;
-    let black = resized.iter().copied().fold(f32::INFINITY, f32::min);
-    if black.is_finite() {
-        for v in &mut resized {
-            *v -= black;
-        }
-    }
+    shift_to_black(&mut resized);
     // Clockwise by d on screen reads the source at R(−d) of the output point.
     let th = (-turn_deg).to_radians();
     let (c, s) = (th.cos(), th.sin());

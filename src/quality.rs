@@ -483,15 +483,9 @@ pub fn mirror(img: &GreyImage) -> GreyImage {
     }
 }
 
-/// The image with its minimum shifted to 0, so that what a rotation brings in from
-/// outside the frame (0) is the image's own black whatever its grey scale.
+/// The image with its minimum shifted to 0 ([`crate::preprocess::shift_to_black`]).
 pub fn shift_to_black(mut img: GreyImage) -> GreyImage {
-    let black = img.pixels.iter().copied().fold(f32::INFINITY, f32::min);
-    if black.is_finite() {
-        for v in &mut img.pixels {
-            *v -= black;
-        }
-    }
+    crate::preprocess::shift_to_black(&mut img.pixels);
     img
 }
 
