@@ -492,6 +492,37 @@ class BoneAgeNet(nn.Module):
         return out
 
 
+class Ensemble(nn.Module):
+    """Several trained networks run as one: the bone age, the log-variance, the stage
+    logits and the joint centres are each the plain average over the members. The
+    members must share the architecture, input size and joint layout (the exported
+    contract has one set of outputs)."""
+
+    def __init__(self, members):
+        super().__init__()
+        if len({(m.joints, m.trunk.region_px if m.joints else None) for m in members}) != 1:
+            raise SystemExit("ensemble members differ in their joint heads")
+        self.members = nn.ModuleList(members)
+        self.joints = members[0].joints
+        self.region_px = members[0].trunk.region_px if self.joints else None
+
+    def forward(self, image, sex):
+        outs = [m(image, sex) for m in self.members]
+        n = float(len(outs))
+        mean = sum(o[0] for o in outs) / n
+        log_var = sum(o[1] for o in outs) / n
+        logits = sum(o[2] for o in outs) / n
+        pts = sum(o[3] for o in outs) / n if self.joints else None
+        return mean, log_var, logits, pts
+
+    def stage_basis(self, supervised_bones=()):
+        return self.members[0].stage_basis(supervised_bones)
+
+
+def region_px(net):
+    return net.region_px if isinstance(net, Ensemble) else net.trunk.region_px
+
+
 class Exported(nn.Module):
     """The graph the service runs: calibrated log-variance, stage probabilities and,
     when the net has them, joint centres."""
@@ -733,6 +764,21 @@ def joint_template(rois):
 QC_FACTOR = 1.25
 
 
+def hand_frames(pts):
+    """Where the hand sits in each frame, from its located joints (fractions of the
+    width and height): the joints' centroid (cx, cy) and their RMS spread about it
+    across (u) and along (v) the frame. Fractions, so the same whether a film is seen
+    at its own aspect or squashed. The medians over training films are the typical
+    framing the service restores (`boneage.hand_frame`)."""
+    out = []
+    for p in pts:
+        p = np.asarray(p, dtype=np.float64)
+        c = p.mean(0)
+        u, v = np.sqrt(((p - c) ** 2).mean(0))
+        out.append((c[0], c[1], u, v))
+    return np.array(out)
+
+
 def quality_calibration(net, rois, shift, manifest, train_rows, size, device):
     """Thresholds of the service's quality control, measured on real radiographs as
     the service receives them, none of them from the validation split (which then
@@ -752,8 +798,14 @@ def quality_calibration(net, rois, shift, manifest, train_rows, size, device):
     sd = (lv + shift).mul(0.5).exp().numpy()
     resid = np.array([procrustes(unit_shape(p.numpy(), s), t)[0] for p, s in zip(pts, sizes)])
     q = lambda v, k: float(np.quantile(v, k))  # noqa: E731
+    frame = hand_frames(pts.numpy())
     return dict(
         n=len(rows),
+        hand_frame=[q(frame[:, i], 0.5) for i in range(4)],
+        hand_frame_quantiles={
+            name: {k: q(frame[:, i], k) for k in (0.01, 0.05, 0.5, 0.95, 0.99)}
+            for i, name in enumerate(("cx", "cy", "u", "v"))
+        },
         manifest=str(manifest),
         template=[[float(v.real), float(v.imag)] for v in t],
         max_shape_residual=QC_FACTOR * q(resid, 0.995),
@@ -864,6 +916,13 @@ def main():
         default="0,1,0;-8,1,0;8,1,0;0,0.94,0;0,1.06,0;0,1,1;-8,1,1;8,1,1",
         help="test-time views written into the model (`rotation_deg,scale,mirror;...`, within "
         "the training augmentation); '' for a single pass",
+    )
+    ap.add_argument(
+        "--ensemble-onnx",
+        action="append",
+        default=[],
+        help="after training, join the trained network with the network of this exported model "
+        "(same --arch and --width-mult; repeatable) and export their average as one model",
     )
     ap.add_argument("--max-train", type=int, default=0, help="use only the first N training images (smoke test)")
     args = ap.parse_args()
@@ -1063,6 +1122,15 @@ def main():
         recalibrate_bn(net, xtr, str_, n_bn, args.seed, device)
         print(f"batch-norm statistics recomputed on {min(n_bn, len(xtr))} training images", flush=True)
 
+    if args.ensemble_onnx:
+        members = [net.eval()]
+        for path in args.ensemble_onnx:
+            other = BoneAgeNet(args.arch, args.size, False, args.width_mult, use_joints).to(device)
+            n = load_onnx_weights(other, path)
+            print(f"ensemble member {path}: {n} tensors", flush=True)
+            members.append(other.eval())
+        net = Ensemble(members).eval()
+
     # Calibrate the uncertainty on the validation split: one multiplicative SD factor
     # so that the 90% interval (mean +- 1.645 SD) covers 90% of the readings.
     m, lv, logits, _ = evaluate(net, xva, sva, device)
@@ -1086,7 +1154,7 @@ def main():
     met["stage_agreement_with_typical"] = stage_agreement(logits, stage_va)
     if use_joints and xloc is not None:
         met["joints"] = joint_metrics(evaluate(net, xloc, sloc, device)[3], ploc, size_loc)
-    if use_joints and Path(args.qc_manifest).exists():
+    if use_joints and args.qc_manifest and Path(args.qc_manifest).is_file():
         primary = train_rows[: len(train_rows) - len(extra_rows)]
         met["quality"] = quality_calibration(net, rois, shift, args.qc_manifest, primary, args.size, device)
     print("validation:", json.dumps(met, indent=1), flush=True)
@@ -1138,7 +1206,7 @@ def export(net, shift, args, met, stage_basis):
     if net.joints:
         meta["boneage.joints"] = ",".join(JOINTS)
         meta["boneage.bone_joints"] = ",".join(f"{b}:{BONE_JOINT[b] or ''}" for b, _ in BONES)
-        meta["boneage.joint_region_px"] = str(net.trunk.region_px)
+        meta["boneage.joint_region_px"] = str(region_px(net))
         if "joints" in met:
             meta["boneage.joint_error_px100"] = f"{met['joints']['mean_px100']:.2f}"
         if "quality" in met:
@@ -1146,6 +1214,7 @@ def export(net, shift, args, met, stage_basis):
             meta["boneage.joint_template"] = ";".join(f"{x:.5f},{y:.5f}" for x, y in qc["template"])
             meta["boneage.qc_max_shape_residual"] = f"{qc['max_shape_residual']:.4f}"
             meta["boneage.qc_max_sd_months"] = f"{qc['max_sd_months']:.2f}"
+            meta["boneage.hand_frame"] = ",".join(f"{v:.5f}" for v in qc["hand_frame"])
     del m.metadata_props[:]
     for k, v in meta.items():
         e = m.metadata_props.add()

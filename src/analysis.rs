@@ -583,6 +583,7 @@ impl Analyzer {
         };
         let info = self.model.info();
         let mut views_turned_deg = 0.0;
+        let mut views_zoom = None;
         let mut view_passes = 0usize;
         let calibration = info.quality.as_ref().filter(|_| self.quality_control);
         let (mut out, qc, unturned) = match calibration {
@@ -606,7 +607,27 @@ impl Analyzer {
                 (c != 0.0).then_some(c)
             }
         });
-        if info.tta.is_some() || turn.is_some() {
+        // The hand framed as the typical training film frames it, when the model says
+        // how that is (a small hand on a wide canvas or a film scanned askew then reads
+        // as a typical one): the box comes from the final pass's joints.
+        let framing = qc.as_ref().and_then(|(q, th)| {
+            let typical = th.hand_frame.as_ref()?;
+            let (w, h) = (unturned.width as f64, unturned.height as f64);
+            let pts: Vec<(f64, f64)> = out
+                .joint_points
+                .iter()
+                .map(|p| (p[0] as f64 * w, p[1] as f64 * h))
+                .collect();
+            quality::Framing::restoring(
+                typical,
+                &pts,
+                w,
+                h,
+                q.corrections.rotation_deg,
+                turn.unwrap_or(0.0),
+            )
+        });
+        if info.tta.is_some() || turn.is_some() || framing.is_some() {
             let a = Instant::now();
             let declared = info
                 .tta
@@ -617,15 +638,19 @@ impl Analyzer {
             // the resize to the input (a turned film then reads as the original); a
             // smaller one is turned within each view, sampled once.
             let spec = self.model.preprocess_spec();
-            let tensors = match turn {
-                Some(d)
+            let framed = framing.or(turn.map(|d| quality::Framing {
+                turn_deg: d,
+                ..quality::Framing::WHOLE
+            }));
+            let tensors = match framed {
+                Some(f)
                     if unturned.width >= 4 * spec.width || unturned.height >= 4 * spec.height =>
                 {
                     let big = preprocess::scale_to(&unturned, spec, 4)?;
-                    let turned = quality::rotate(&quality::shift_to_black(big), d);
-                    preprocess::preprocess_views(&turned, spec, &declared)?
+                    let boxed = quality::frame(&quality::shift_to_black(big), &f);
+                    preprocess::preprocess_views(&boxed, spec, &declared)?
                 }
-                Some(d) => preprocess::preprocess_turned_views(&unturned, spec, &declared, d)?,
+                Some(f) => preprocess::preprocess_framed_views(&unturned, spec, &declared, &f)?,
                 None => {
                     // The identity view of the untouched image is the pass already made.
                     let others: Vec<preprocess::View> = declared
@@ -636,7 +661,7 @@ impl Analyzer {
                     preprocess::preprocess_views(&unturned, self.model.preprocess_spec(), &others)?
                 }
             };
-            let reuse_identity = turn.is_none() && declared.iter().any(|v| v.is_identity());
+            let reuse_identity = framed.is_none() && declared.iter().any(|v| v.is_identity());
             let views = declared;
             let b = Instant::now();
             let (mut sum_mean, mut sum_lv) = (0.0f64, 0.0f64);
@@ -655,7 +680,8 @@ impl Analyzer {
                 (sum_lv / n) as f32 + info.tta.as_ref().map_or(0.0, |t| t.log_var_shift);
             t_pre += (b - a).as_secs_f64() * 1000.0;
             t_inf += b.elapsed().as_secs_f64() * 1000.0;
-            views_turned_deg = turn.map_or(0.0, round2);
+            views_turned_deg = framed.map_or(0.0, |f| round2(f.turn_deg));
+            views_zoom = framing.map(|f| round4(1.0 / (f.half.0 * f.half.1).sqrt()));
             view_passes = views.len() - usize::from(reuse_identity);
         }
         let t3 = Instant::now();
@@ -679,6 +705,7 @@ impl Analyzer {
                 .as_ref()
                 .map(|(q, _)| Corrections {
                     views_turned_deg,
+                    views_zoom,
                     ..q.corrections
                 })
                 .unwrap_or_default(),

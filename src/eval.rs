@@ -214,12 +214,24 @@ pub struct Summary {
     pub rotation: Option<Vec<RotationStats>>,
 }
 
+/// How a radiograph is turned for [`rotation_robustness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationCanvas {
+    /// The same frame: corners that leave it are cut off (a hand turned on a detector
+    /// of the same size, cropped as the original was).
+    Same,
+    /// A canvas grown to hold the whole turned image (a film scanned askew).
+    Expand,
+}
+
 /// How far the bone age moves when the radiograph is turned by `degrees` (about the
-/// centre, same frame, black fill: a film turned on the detector), against the
-/// bone age of the image as given, over the images analysed both ways.
+/// centre, black fill, on the `canvas`), against the bone age of the image as given,
+/// over the images analysed both ways.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RotationStats {
     pub degrees: f64,
+    pub canvas: RotationCanvas,
     /// Images analysed both as given and turned.
     pub n: usize,
     /// Analysed as given but refused when turned.
@@ -237,6 +249,7 @@ pub fn rotation_robustness(
     analyzer: &Analyzer,
     rows: &[ManifestRow],
     degrees: &[f64],
+    canvas: RotationCanvas,
     progress: &dyn Fn(),
 ) -> Vec<RotationStats> {
     let mut changes: Vec<Vec<f64>> = vec![Vec::new(); degrees.len()];
@@ -254,7 +267,10 @@ pub fn rotation_robustness(
             continue;
         };
         for (k, &deg) in degrees.iter().enumerate() {
-            let turned = crate::quality::rotate(&decoded.image, deg);
+            let turned = match canvas {
+                RotationCanvas::Same => crate::quality::rotate(&decoded.image, deg),
+                RotationCanvas::Expand => crate::quality::rotate_expanded(&decoded.image, deg),
+            };
             match analyzer.analyze_image(turned, &req) {
                 Ok(r) => changes[k].push((r.bone_age.months - base.bone_age.months).abs()),
                 Err(_) => refused[k] += 1,
@@ -271,6 +287,7 @@ pub fn rotation_robustness(
                 |p: f64| (!c.is_empty()).then(|| c[((c.len() - 1) as f64 * p).round() as usize]);
             RotationStats {
                 degrees,
+                canvas,
                 n: c.len(),
                 refused,
                 mean_abs_change: (!c.is_empty()).then(|| c.iter().sum::<f64>() / c.len() as f64),

@@ -314,6 +314,10 @@ struct EvalArgs {
     /// the bone age moves from the image as given.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     rotations: Vec<f64>,
+    /// The canvas of `--rotations`: `same` keeps the frame (corners that leave it are
+    /// cut off, black comes in), `expand` grows it to hold the whole turned film.
+    #[arg(long, value_enum, default_value = "same", requires = "rotations")]
+    rotation_canvas: boneage::eval::RotationCanvas,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -667,6 +671,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             &analyzer,
             &rows,
             &args.rotations,
+            args.rotation_canvas,
             &tick,
         ));
         bar.finish_and_clear();

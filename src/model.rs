@@ -37,6 +37,14 @@
 //!   ([`crate::preprocess::warp`]), its log-variance the mean of `bone_age_log_var`
 //! - `boneage.tta_log_var_shift`: added to that mean log-variance (calibrated for the
 //!   averaged prediction, whose errors are smaller than one view's)
+//!
+//! Optional quality-control calibration (with joints), the first three keys all or none:
+//! - `boneage.joint_template`: the template hand, one centred `x,y` pair per joint
+//!   separated by `;`
+//! - `boneage.qc_max_shape_residual`, `boneage.qc_max_sd_months`: the thresholds
+//! - `boneage.hand_frame` (optional): `cx,cy,u,v`, how the typical training film frames
+//!   its hand ([`crate::quality::HandFrame`]); the views that give the bone age are then
+//!   the box of the film that frames this hand so ([`crate::quality::Framing`])
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -631,12 +639,35 @@ fn parse_quality(
                 template,
                 max_shape_residual,
                 max_sd_months,
+                hand_frame: parse_hand_frame(meta, problems),
             })
         }
         _ => {
             problems.push(format!(
                 "quality control metadata is malformed: `boneage.joint_template` needs one \
                  `x,y` pair per joint ({joints}) and the thresholds must be positive numbers"
+            ));
+            None
+        }
+    }
+}
+
+/// `boneage.hand_frame` (`cx,cy,u,v`, see [`crate::quality::HandFrame`]): optional.
+fn parse_hand_frame(
+    meta: &HashMap<String, String>,
+    problems: &mut Vec<String>,
+) -> Option<crate::quality::HandFrame> {
+    let text = meta.get("boneage.hand_frame").map(|v| v.trim())?;
+    let v: Vec<f64> = text
+        .split(',')
+        .filter_map(|t| t.trim().parse::<f64>().ok())
+        .filter(|x| x.is_finite() && *x > 0.0 && *x < 1.0)
+        .collect();
+    match v.as_slice() {
+        &[cx, cy, u, v] => Some(crate::quality::HandFrame { cx, cy, u, v }),
+        _ => {
+            problems.push(format!(
+                "`boneage.hand_frame` must be four numbers in (0, 1), `cx,cy,u,v`: {text:?}"
             ));
             None
         }

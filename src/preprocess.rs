@@ -148,11 +148,12 @@ pub fn warp(src: &[f32], w: usize, h: usize, view: View) -> Vec<f32> {
     if view.is_identity() {
         return src.to_vec();
     }
-    warp_affine(src, w, h, view.matrix())
+    warp_affine(src, w, h, view.matrix(), (0.0, 0.0))
 }
 
-/// As [`warp`], for any matrix `m` from output to source normalised coordinates.
-fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2]) -> Vec<f32> {
+/// As [`warp`], for any affine map (matrix `m`, then offset `t`) from output to source
+/// normalised coordinates.
+fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2], t: (f64, f64)) -> Vec<f32> {
     let (wf, hf) = (w as f64, h as f64);
     let at = |x: i64, y: i64| -> f64 {
         if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
@@ -166,7 +167,10 @@ fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2]) -> Vec<f32> {
         let yn = (2 * i + 1) as f64 / hf - 1.0;
         for j in 0..w {
             let xn = (2 * j + 1) as f64 / wf - 1.0;
-            let (xs, ys) = (m[0][0] * xn + m[0][1] * yn, m[1][0] * xn + m[1][1] * yn);
+            let (xs, ys) = (
+                m[0][0] * xn + m[0][1] * yn + t.0,
+                m[1][0] * xn + m[1][1] * yn + t.1,
+            );
             let px = ((xs + 1.0) * wf - 1.0) / 2.0;
             let py = ((ys + 1.0) * hf - 1.0) / 2.0;
             let (x0, y0) = (px.floor(), py.floor());
@@ -182,24 +186,36 @@ fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2]) -> Vec<f32> {
     out
 }
 
-/// The views of an image turned by `turn_deg` (clockwise on screen) about its centre
-/// in its own pixel geometry, each sampled once from the resized input: the turn is
-/// composed with each view (in normalised coordinates of a squashed input it is
-/// D⁻¹·R·D, D the image's half width and height, a rotation of the image itself and
-/// not of the squashed square). Otherwise as [`preprocess_views`].
-pub fn preprocess_turned_views(
+/// The views of the box `framing` of an image turned by `framing.turn_deg` (clockwise
+/// on screen) about its centre in its own pixel geometry, each sampled once from the
+/// resized input: the turn and the box are composed with each view (in normalised
+/// coordinates of a squashed input the turn is D⁻¹·R·D, D the image's half width and
+/// height, a rotation of the image itself and not of the squashed square; the box is
+/// a scale and an offset in the turned frame). Otherwise as [`preprocess_views`].
+pub fn preprocess_framed_views(
     img: &GreyImage,
     spec: &PreprocessSpec,
     views: &[View],
-    turn_deg: f64,
+    framing: &crate::quality::Framing,
 ) -> Result<Vec<Array4<f32>>, AnalysisError> {
     let mut resized = resize(img, spec)?;
     shift_to_black(&mut resized);
     // Clockwise by d on screen reads the source at R(−d) of the output point.
-    let th = (-turn_deg).to_radians();
+    let th = (-framing.turn_deg).to_radians();
     let (c, s) = (th.cos(), th.sin());
     let (dx, dy) = (img.width.max(1) as f64, img.height.max(1) as f64);
     let turn = [[c, -s * dy / dx], [s * dx / dy, c]];
+    let (hx, hy) = framing.half;
+    // Output of a view -> box -> turned frame -> source.
+    let boxed = [
+        [turn[0][0] * hx, turn[0][1] * hy],
+        [turn[1][0] * hx, turn[1][1] * hy],
+    ];
+    let (ox, oy) = framing.center;
+    let offset = (
+        turn[0][0] * ox + turn[0][1] * oy,
+        turn[1][0] * ox + turn[1][1] * oy,
+    );
     let (w, h) = (spec.width as usize, spec.height as usize);
     views
         .iter()
@@ -207,15 +223,15 @@ pub fn preprocess_turned_views(
             let a = v.matrix();
             let m = [
                 [
-                    turn[0][0] * a[0][0] + turn[0][1] * a[1][0],
-                    turn[0][0] * a[0][1] + turn[0][1] * a[1][1],
+                    boxed[0][0] * a[0][0] + boxed[0][1] * a[1][0],
+                    boxed[0][0] * a[0][1] + boxed[0][1] * a[1][1],
                 ],
                 [
-                    turn[1][0] * a[0][0] + turn[1][1] * a[1][0],
-                    turn[1][0] * a[0][1] + turn[1][1] * a[1][1],
+                    boxed[1][0] * a[0][0] + boxed[1][1] * a[1][0],
+                    boxed[1][0] * a[0][1] + boxed[1][1] * a[1][1],
                 ],
             ];
-            to_tensor(warp_affine(&resized, w, h, m), spec)
+            to_tensor(warp_affine(&resized, w, h, m, offset), spec)
         })
         .collect()
 }
@@ -294,6 +310,47 @@ mod tests {
         let var: f32 = t.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 64.0;
         assert!(mean.abs() < 1e-4, "mean {mean}");
         assert!((var - 1.0).abs() < 1e-3, "var {var}");
+    }
+
+    #[test]
+    fn framed_views_of_the_whole_frame_are_the_plain_views_and_a_box_zooms() {
+        let img = GreyImage {
+            width: 40,
+            height: 30,
+            bit_depth: 8,
+            format: SourceFormat::Png,
+            pixels: (0..40 * 30).map(|i| ((i * 7) % 31) as f32 / 31.0).collect(),
+        };
+        let spec = spec();
+        let views = [
+            View::IDENTITY,
+            View {
+                rotation_deg: 8.0,
+                scale: 1.06,
+                mirror: true,
+            },
+        ];
+        let whole = crate::quality::Framing::WHOLE;
+        let plain = preprocess_views(&img, &spec, &views).unwrap();
+        let framed = preprocess_framed_views(&img, &spec, &views, &whole).unwrap();
+        for (a, b) in plain.iter().zip(&framed) {
+            assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
+        }
+        // A box of half the frame about its centre is the view scaled by 2.
+        let half = crate::quality::Framing {
+            half: (0.5, 0.5),
+            ..whole
+        };
+        let zoom = View {
+            scale: 2.0,
+            ..View::IDENTITY
+        };
+        let a = preprocess_views(&img, &spec, &[zoom]).unwrap();
+        let b = preprocess_framed_views(&img, &spec, &[View::IDENTITY], &half).unwrap();
+        assert!(a[0]
+            .iter()
+            .zip(b[0].iter())
+            .all(|(x, y)| (x - y).abs() < 1e-5));
     }
 
     #[test]

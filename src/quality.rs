@@ -45,6 +45,89 @@ pub struct Thresholds {
     pub template: Vec<(f64, f64)>,
     pub max_shape_residual: f64,
     pub max_sd_months: f64,
+    /// Where the typical training film holds the hand (`boneage.hand_frame`), when the
+    /// model declares it: the views are then framed like that (see [`Framing`]).
+    #[serde(skip)]
+    pub hand_frame: Option<HandFrame>,
+}
+
+/// How a film frames its hand, from the located joints, as fractions of the width and
+/// height: the joints' centroid (`cx`, `cy`) and their RMS spread about it across
+/// (`u`) and along (`v`) the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct HandFrame {
+    pub cx: f64,
+    pub cy: f64,
+    pub u: f64,
+    pub v: f64,
+}
+
+/// A box of a frame turned about its centre, in that frame's normalised coordinates
+/// ([-1, 1] across the width and height): the box's centre and its half width and
+/// half height. [`Framing::WHOLE`] is the frame itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Framing {
+    pub turn_deg: f64,
+    pub center: (f64, f64),
+    pub half: (f64, f64),
+}
+
+/// The least and greatest box side, as a share of the frame's side.
+const FRAMING_HALF_RANGE: (f64, f64) = (0.25, 4.0);
+
+impl Framing {
+    pub const WHOLE: Framing = Framing {
+        turn_deg: 0.0,
+        center: (0.0, 0.0),
+        half: (1.0, 1.0),
+    };
+
+    /// The box of the frame turned by `turn_deg` that holds the hand as `typical`
+    /// does: `points` are joint positions (pixels) in a `w`×`h` image of the same
+    /// upload turned by `points_turn_deg` (both clockwise on screen, about the
+    /// centre). None when the points do not span a hand.
+    pub fn restoring(
+        typical: &HandFrame,
+        points: &[(f64, f64)],
+        w: f64,
+        h: f64,
+        points_turn_deg: f64,
+        turn_deg: f64,
+    ) -> Option<Framing> {
+        if points.is_empty() || !(w > 0.0 && h > 0.0 && typical.u > 0.0 && typical.v > 0.0) {
+            return None;
+        }
+        // From the points' frame to the turned one: clockwise on screen by the difference.
+        let a = (turn_deg - points_turn_deg).to_radians();
+        let (c, s) = (a.cos(), a.sin());
+        let turned: Vec<(f64, f64)> = points
+            .iter()
+            .map(|&(x, y)| {
+                let (dx, dy) = (x - w / 2.0, y - h / 2.0);
+                (c * dx - s * dy, s * dx + c * dy)
+            })
+            .collect();
+        let n = turned.len() as f64;
+        let (mx, my) = turned
+            .iter()
+            .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+        let spread = |d: &dyn Fn(&(f64, f64)) -> f64| {
+            (turned.iter().map(|p| d(p).powi(2)).sum::<f64>() / n).sqrt()
+        };
+        let (sx, sy) = (spread(&|p| p.0 - mx), spread(&|p| p.1 - my));
+        if !(sx.is_finite() && sy.is_finite() && sx > 1e-6 * w && sy > 1e-6 * h) {
+            return None;
+        }
+        // The box the typical film would be around this hand, in pixels.
+        let (bw, bh) = (sx / typical.u, sy / typical.v);
+        let (bx, by) = (mx - (typical.cx - 0.5) * bw, my - (typical.cy - 0.5) * bh);
+        let (lo, hi) = FRAMING_HALF_RANGE;
+        Some(Framing {
+            turn_deg,
+            center: (bx / (w / 2.0), by / (h / 2.0)),
+            half: ((bw / w).clamp(lo, hi), (bh / h).clamp(lo, hi)),
+        })
+    }
 }
 
 impl Thresholds {
@@ -435,6 +518,10 @@ pub struct Corrections {
     /// `rotation_deg` turned it upright only beyond the model's tolerance. Joints and
     /// stages come from the image turned by `rotation_deg`.
     pub views_turned_deg: f64,
+    /// The views show the hand framed as the typical training film frames it (see
+    /// `Framing`), enlarged by this factor (below 1: reduced); absent when they show
+    /// the whole (turned) frame.
+    pub views_zoom: Option<f64>,
 }
 
 /// Maps points of the corrected working image back to the upload's pixels.
@@ -492,9 +579,47 @@ pub fn shift_to_black(mut img: GreyImage) -> GreyImage {
 /// Rotates about the centre by `deg` (clockwise on screen), same size, bilinear;
 /// what comes in from outside the frame is black.
 pub fn rotate(img: &GreyImage, deg: f64) -> GreyImage {
+    frame(
+        img,
+        &Framing {
+            turn_deg: deg,
+            ..Framing::WHOLE
+        },
+    )
+}
+
+/// `img` turned by `deg` about its centre onto a canvas just large enough to hold all
+/// of it (black fill): nothing is cut off, as when a whole film is scanned askew.
+pub fn rotate_expanded(img: &GreyImage, deg: f64) -> GreyImage {
+    let th = deg.to_radians();
+    let (c, s) = (th.cos().abs(), th.sin().abs());
+    let (w, h) = (img.width as f64, img.height as f64);
+    // Rounded to whole pixels; a hair of slack keeps exact quarter turns exact.
+    let fit = |v: f64| (v - 1e-6).ceil().max(1.0);
+    let (ow, oh) = (fit(w * c + h * s), fit(w * s + h * c));
+    frame(
+        img,
+        &Framing {
+            turn_deg: deg,
+            center: (0.0, 0.0),
+            half: (ow / w, oh / h),
+        },
+    )
+}
+
+/// The box `f` of `img` turned by `f.turn_deg` (clockwise on screen, about the centre)
+/// at the image's own resolution: bilinear, black outside the source. The whole frame
+/// turned is [`rotate`].
+pub fn frame(img: &GreyImage, f: &Framing) -> GreyImage {
     let (w, h) = (img.width as usize, img.height as usize);
     let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
-    let th = deg.to_radians();
+    let (lo, hi) = FRAMING_HALF_RANGE;
+    let half = (f.half.0.clamp(lo, hi), f.half.1.clamp(lo, hi));
+    let ow = ((w as f64 * half.0).round() as usize).max(1);
+    let oh = ((h as f64 * half.1).round() as usize).max(1);
+    // The box centre in the turned frame's pixels, as an offset from its centre.
+    let (bx, by) = (f.center.0 * cx, f.center.1 * cy);
+    let th = f.turn_deg.to_radians();
     let (c, s) = (th.cos(), th.sin());
     let src = &img.pixels;
     let at = |x: isize, y: isize| -> f32 {
@@ -504,11 +629,13 @@ pub fn rotate(img: &GreyImage, deg: f64) -> GreyImage {
             src[y as usize * w + x as usize]
         }
     };
-    let mut out = vec![0f32; w * h];
-    for yo in 0..h {
-        for xo in 0..w {
-            // Inverse map: output point rotated back by -deg.
-            let (dx, dy) = (xo as f64 + 0.5 - cx, yo as f64 + 0.5 - cy);
+    let (kx, ky) = (half.0 * w as f64 / ow as f64, half.1 * h as f64 / oh as f64);
+    let mut out = vec![0f32; ow * oh];
+    for yo in 0..oh {
+        for xo in 0..ow {
+            // Output pixel -> turned-frame offset -> source, rotated back by -deg.
+            let dx = bx + (xo as f64 + 0.5 - ow as f64 / 2.0) * kx;
+            let dy = by + (yo as f64 + 0.5 - oh as f64 / 2.0) * ky;
             let xs = cx + dx * c + dy * s - 0.5;
             let ys = cy - dx * s + dy * c - 0.5;
             let (x0, y0) = (xs.floor(), ys.floor());
@@ -518,12 +645,15 @@ pub fn rotate(img: &GreyImage, deg: f64) -> GreyImage {
                 + at(x0 + 1, y0) * fx * (1.0 - fy)
                 + at(x0, y0 + 1) * (1.0 - fx) * fy
                 + at(x0 + 1, y0 + 1) * fx * fy;
-            out[yo * w + xo] = v;
+            out[yo * ow + xo] = v;
         }
     }
     GreyImage {
+        width: ow as u32,
+        height: oh as u32,
+        bit_depth: img.bit_depth,
+        format: img.format,
         pixels: out,
-        ..img.clone()
     }
 }
 
@@ -709,6 +839,109 @@ mod tests {
     fn blank_images_are_poorly_exposed() {
         assert!(check_exposure(&exposure(&img(64, 64, |_, _| 0.5))).is_err());
         assert!(check_exposure(&exposure(&img(64, 64, |x, _| x as f32 / 63.0))).is_ok());
+    }
+
+    /// Joints of a hand framed as `typical` frames it in a `w`×`h` film: a fixed
+    /// pattern whose centroid and RMS spread are exactly the typical ones.
+    fn typical_points(t: &HandFrame, w: f64, h: f64) -> Vec<(f64, f64)> {
+        [(-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0), (1.0, 1.0)]
+            .iter()
+            .map(|&(a, b)| ((t.cx + a * t.u) * w, (t.cy + b * t.v) * h))
+            .collect()
+    }
+
+    #[test]
+    fn a_typically_framed_hand_keeps_its_frame_and_a_small_one_is_boxed() {
+        let t = HandFrame {
+            cx: 0.48,
+            cy: 0.43,
+            u: 0.17,
+            v: 0.19,
+        };
+        let f = Framing::restoring(
+            &t,
+            &typical_points(&t, 380.0, 512.0),
+            380.0,
+            512.0,
+            0.0,
+            0.0,
+        )
+        .unwrap();
+        assert!(
+            (f.half.0 - 1.0).abs() < 1e-9 && (f.half.1 - 1.0).abs() < 1e-9,
+            "{f:?}"
+        );
+        assert!(f.center.0.abs() < 1e-9 && f.center.1.abs() < 1e-9, "{f:?}");
+        // The same film in the middle of a canvas twice as large each way: the box is
+        // the original film.
+        let pts: Vec<(f64, f64)> = typical_points(&t, 380.0, 512.0)
+            .iter()
+            .map(|&(x, y)| (x + 190.0, y + 256.0))
+            .collect();
+        let f = Framing::restoring(&t, &pts, 760.0, 1024.0, 0.0, 0.0).unwrap();
+        assert!(
+            (f.half.0 - 0.5).abs() < 1e-9 && (f.half.1 - 0.5).abs() < 1e-9,
+            "{f:?}"
+        );
+        assert!(f.center.0.abs() < 1e-9 && f.center.1.abs() < 1e-9, "{f:?}");
+        // Cut out, it is the film again.
+        let film = img(38, 52, |x, y| ((x * 7 + y * 3) % 11) as f32 / 10.0);
+        let canvas = img(76, 104, |x, y| {
+            if (19..57).contains(&x) && (26..78).contains(&y) {
+                film.pixels[(y - 26) as usize * 38 + (x - 19) as usize]
+            } else {
+                0.0
+            }
+        });
+        let cut = frame(&canvas, &f);
+        assert_eq!((cut.width, cut.height), (38, 52));
+        let worst = cut
+            .pixels
+            .iter()
+            .zip(&film.pixels)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
+        // Points measured on the film turned by 30 degrees, box wanted in the frame
+        // turned by 30: the same box as with no turn at all.
+        let th = 30f64.to_radians();
+        let turned: Vec<(f64, f64)> = typical_points(&t, 380.0, 512.0)
+            .iter()
+            .map(|&(x, y)| {
+                let (dx, dy) = (x - 190.0, y - 256.0);
+                (
+                    190.0 + th.cos() * dx - th.sin() * dy,
+                    256.0 + th.sin() * dx + th.cos() * dy,
+                )
+            })
+            .collect();
+        let g = Framing::restoring(&t, &turned, 380.0, 512.0, 30.0, 0.0).unwrap();
+        assert!(
+            (g.half.0 - 1.0).abs() < 1e-9 && g.center.0.abs() < 1e-9,
+            "{g:?}"
+        );
+        // No spread, no box.
+        assert!(Framing::restoring(&t, &[(5.0, 5.0); 4], 380.0, 512.0, 0.0, 0.0).is_none());
+    }
+
+    #[test]
+    fn an_expanded_turn_keeps_every_pixel() {
+        // A 40 x 20 bright frame on black: turned by 90 degrees onto 20 x 40, and by
+        // 30 degrees onto the bounding box of the turned rectangle, it keeps its mass.
+        let im = img(40, 20, |_, _| 1.0);
+        let q = rotate_expanded(&im, 90.0);
+        assert_eq!((q.width, q.height), (20, 40));
+        assert!(q.pixels.iter().all(|&v| (v - 1.0).abs() < 1e-5));
+        let t = rotate_expanded(&im, 30.0);
+        let th = 30f64.to_radians();
+        let ew = (40.0 * th.cos() + 20.0 * th.sin()).ceil() as u32;
+        let eh = (40.0 * th.sin() + 20.0 * th.cos()).ceil() as u32;
+        assert_eq!((t.width, t.height), (ew, eh));
+        let mass: f32 = t.pixels.iter().sum();
+        assert!((mass - 800.0).abs() < 800.0 * 0.02, "{mass}");
+        // The same-frame turn cuts corners off.
+        let cut: f32 = rotate(&im, 30.0).pixels.iter().sum();
+        assert!(cut < 800.0 * 0.9, "{cut}");
     }
 
     #[test]

@@ -376,8 +376,8 @@ pub(crate) fn report_json() -> Value {
         "id": ANALYSIS_2,
         "model": {
             "name": "boneage-resnet-sq100",
-            "version": "0.4.1",
-            "sha256": "1ea607735212a1f800c6d975bc791d5e1122238bdea80bd7cc2aca1144b5d71c"
+            "version": "0.4.2",
+            "sha256": "78ce33863a3795ff22353659838eff5b39d7a91bca9f9f59c4d57f0883cc4820"
         },
         "sex": "male",
         // 124.3 ± 1.645 × 8.6 = 124.3 ± 14.147
