@@ -26,6 +26,10 @@ use crate::Sex;
 const Z90: f64 = 1.644_853_626_951_472_2;
 /// Oldest chronological age accepted (months): the references stop at 19–20 years.
 const MAX_AGE_MONTHS: f64 = 240.0;
+/// How many times the framing box is found again on the framed hand before the views
+/// are read (one model pass each): the joints of a hand far from the typical size
+/// stray, those of the framed hand do not.
+const FRAMING_REFINEMENTS: usize = 1;
 
 /// What the caller says about the exam, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -609,8 +613,9 @@ impl Analyzer {
         });
         // The hand framed as the typical training film frames it, when the model says
         // how that is (a small hand on a wide canvas or a film scanned askew then reads
-        // as a typical one): the box comes from the final pass's joints.
-        let framing = qc.as_ref().and_then(|(q, th)| {
+        // as a typical one): the box comes from the final pass's joints, and is found
+        // again on the framed hand below.
+        let mut framing = qc.as_ref().and_then(|(q, th)| {
             let typical = th.hand_frame.as_ref()?;
             let (w, h) = (unturned.width as f64, unturned.height as f64);
             let pts: Vec<(f64, f64)> = out
@@ -638,19 +643,55 @@ impl Analyzer {
             // the resize to the input (a turned film then reads as the original); a
             // smaller one is turned within each view, sampled once.
             let spec = self.model.preprocess_spec();
+            let (w, h) = (unturned.width as f64, unturned.height as f64);
+            let big = if unturned.width >= 4 * spec.width || unturned.height >= 4 * spec.height {
+                let scaled = preprocess::scale_to(&unturned, spec, 4)?;
+                Some(quality::shift_to_black(scaled))
+            } else {
+                None
+            };
+            let framed_views = |f: &quality::Framing, views: &[preprocess::View]| match &big {
+                Some(b) => preprocess::preprocess_views(&quality::frame(b, f), spec, views),
+                None => {
+                    preprocess::preprocess_framed_views(&unturned, spec, views, &f.affine(w, h))
+                }
+            };
+            // The box is found again on the framed hand, where the joints are located
+            // at the size the model was trained on (on a small hand they stray).
+            let mut refine_passes = 0;
+            if let (Some(typical), Some(mut f)) = (
+                qc.as_ref().and_then(|(_, th)| th.hand_frame.as_ref()),
+                framing,
+            ) {
+                for _ in 0..FRAMING_REFINEMENTS {
+                    let Some(t) = framed_views(&f, &[preprocess::View::IDENTITY])?.pop() else {
+                        break;
+                    };
+                    let o = self.model.infer(t, req.sex)?;
+                    refine_passes += 1;
+                    let map = f.affine(w, h);
+                    let pts: Vec<(f64, f64)> = o
+                        .joint_points
+                        .iter()
+                        .map(|p| {
+                            let (x, y) =
+                                map.apply((2.0 * p[0] as f64 - 1.0, 2.0 * p[1] as f64 - 1.0));
+                            ((x + 1.0) * w / 2.0, (y + 1.0) * h / 2.0)
+                        })
+                        .collect();
+                    match quality::Framing::restoring(typical, &pts, w, h, 0.0, f.turn_deg) {
+                        Some(g) => f = g,
+                        None => break,
+                    }
+                }
+                framing = Some(f);
+            }
             let framed = framing.or(turn.map(|d| quality::Framing {
                 turn_deg: d,
                 ..quality::Framing::WHOLE
             }));
             let tensors = match framed {
-                Some(f)
-                    if unturned.width >= 4 * spec.width || unturned.height >= 4 * spec.height =>
-                {
-                    let big = preprocess::scale_to(&unturned, spec, 4)?;
-                    let boxed = quality::frame(&quality::shift_to_black(big), &f);
-                    preprocess::preprocess_views(&boxed, spec, &declared)?
-                }
-                Some(f) => preprocess::preprocess_framed_views(&unturned, spec, &declared, &f)?,
+                Some(f) => framed_views(&f, &declared)?,
                 None => {
                     // The identity view of the untouched image is the pass already made.
                     let others: Vec<preprocess::View> = declared
@@ -658,7 +699,7 @@ impl Analyzer {
                         .copied()
                         .filter(|v| !v.is_identity())
                         .collect();
-                    preprocess::preprocess_views(&unturned, self.model.preprocess_spec(), &others)?
+                    preprocess::preprocess_views(&unturned, spec, &others)?
                 }
             };
             let reuse_identity = framed.is_none() && declared.iter().any(|v| v.is_identity());
@@ -682,7 +723,7 @@ impl Analyzer {
             t_inf += b.elapsed().as_secs_f64() * 1000.0;
             views_turned_deg = framed.map_or(0.0, |f| round2(f.turn_deg));
             views_zoom = framing.map(|f| round4(1.0 / (f.half.0 * f.half.1).sqrt()));
-            view_passes = views.len() - usize::from(reuse_identity);
+            view_passes = views.len() - usize::from(reuse_identity) + refine_passes;
         }
         let t3 = Instant::now();
         let geometry = qc.as_ref().map(|(q, _)| quality::Geometry {

@@ -128,14 +128,52 @@ fn to_tensor(mut data: Vec<f32>, spec: &PreprocessSpec) -> Result<Array4<f32>, A
         .map_err(|e| AnalysisError::Inference(format!("tensor shape: {e}")))
 }
 
+/// An affine map from the points of an output image to those of its source, both in
+/// normalised coordinates: [-1, 1] across each image's own width and height, pixel
+/// centres at (2i + 1)/n − 1 (PyTorch's `affine_grid` with `align_corners = false`).
+/// A source point is `m · p + t` for the output point `p`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine {
+    pub m: [[f64; 2]; 2],
+    pub t: (f64, f64),
+}
+
+impl Affine {
+    pub const IDENTITY: Affine = Affine {
+        m: [[1.0, 0.0], [0.0, 1.0]],
+        t: (0.0, 0.0),
+    };
+
+    /// The source point of the output point `(x, y)`.
+    pub fn apply(&self, (x, y): (f64, f64)) -> (f64, f64) {
+        (
+            self.m[0][0] * x + self.m[0][1] * y + self.t.0,
+            self.m[1][0] * x + self.m[1][1] * y + self.t.1,
+        )
+    }
+
+    /// `self` after `inner`: an output point is taken through `inner`, then `self`.
+    pub fn after(&self, inner: &Affine) -> Affine {
+        let (a, b) = (self.m, inner.m);
+        let mul = |i: usize, j: usize| a[i][0] * b[0][j] + a[i][1] * b[1][j];
+        Affine {
+            m: [[mul(0, 0), mul(0, 1)], [mul(1, 0), mul(1, 1)]],
+            t: self.apply(inner.t),
+        }
+    }
+}
+
 impl View {
-    /// The view as the 2×2 matrix from output to source points in the input's
-    /// normalised coordinates ([-1, 1] each way): (1/scale)·R(θ)·F, F the mirror.
-    fn matrix(&self) -> [[f64; 2]; 2] {
+    /// The view as the map from output to source points in the input's normalised
+    /// coordinates: (1/scale)·R(θ)·F, F the mirror.
+    pub fn affine(&self) -> Affine {
         let th = (self.rotation_deg as f64).to_radians();
         let (c, s) = (th.cos() / self.scale as f64, th.sin() / self.scale as f64);
         let f = if self.mirror { -1.0 } else { 1.0 };
-        [[f * c, -s], [f * s, c]]
+        Affine {
+            m: [[f * c, -s], [f * s, c]],
+            t: (0.0, 0.0),
+        }
     }
 }
 
@@ -148,12 +186,14 @@ pub fn warp(src: &[f32], w: usize, h: usize, view: View) -> Vec<f32> {
     if view.is_identity() {
         return src.to_vec();
     }
-    warp_affine(src, w, h, view.matrix(), (0.0, 0.0))
+    resample(src, (w, h), (w, h), &view.affine())
 }
 
-/// As [`warp`], for any affine map (matrix `m`, then offset `t`) from output to source
-/// normalised coordinates.
-fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2], t: (f64, f64)) -> Vec<f32> {
+/// The `out` (width, height) image whose every pixel reads `src` (`size`, row-major)
+/// at the point `map` gives it (see [`Affine`]): bilinear, zeros outside the source.
+/// The one sampler of views, turns and boxes.
+pub fn resample(src: &[f32], size: (usize, usize), out: (usize, usize), map: &Affine) -> Vec<f32> {
+    let ((w, h), (ow, oh)) = (size, out);
     let (wf, hf) = (w as f64, h as f64);
     let at = |x: i64, y: i64| -> f64 {
         if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
@@ -162,15 +202,12 @@ fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2], t: (f64, f64))
             src[y as usize * w + x as usize] as f64
         }
     };
-    let mut out = Vec::with_capacity(w * h);
-    for i in 0..h {
-        let yn = (2 * i + 1) as f64 / hf - 1.0;
-        for j in 0..w {
-            let xn = (2 * j + 1) as f64 / wf - 1.0;
-            let (xs, ys) = (
-                m[0][0] * xn + m[0][1] * yn + t.0,
-                m[1][0] * xn + m[1][1] * yn + t.1,
-            );
+    let mut pixels = Vec::with_capacity(ow * oh);
+    for i in 0..oh {
+        let yn = (2 * i + 1) as f64 / oh as f64 - 1.0;
+        for j in 0..ow {
+            let xn = (2 * j + 1) as f64 / ow as f64 - 1.0;
+            let (xs, ys) = map.apply((xn, yn));
             let px = ((xs + 1.0) * wf - 1.0) / 2.0;
             let py = ((ys + 1.0) * hf - 1.0) / 2.0;
             let (x0, y0) = (px.floor(), py.floor());
@@ -180,58 +217,32 @@ fn warp_affine(src: &[f32], w: usize, h: usize, m: [[f64; 2]; 2], t: (f64, f64))
                 + at(x0 + 1, y0) * ax * (1.0 - ay)
                 + at(x0, y0 + 1) * (1.0 - ax) * ay
                 + at(x0 + 1, y0 + 1) * ax * ay;
-            out.push(v as f32);
+            pixels.push(v as f32);
         }
     }
-    out
+    pixels
 }
 
-/// The views of the box `framing` of an image turned by `framing.turn_deg` (clockwise
-/// on screen) about its centre in its own pixel geometry, each sampled once from the
-/// resized input: the turn and the box are composed with each view (in normalised
-/// coordinates of a squashed input the turn is D⁻¹·R·D, D the image's half width and
-/// height, a rotation of the image itself and not of the squashed square; the box is
-/// a scale and an offset in the turned frame). Otherwise as [`preprocess_views`].
+/// The views of the part of an image that `frame` maps the views' frame to (a box of
+/// the image turned in its own geometry, [`crate::quality::Framing::affine`]), each
+/// sampled once from the resized input with `frame` composed after the view.
+/// Otherwise as [`preprocess_views`].
 pub fn preprocess_framed_views(
     img: &GreyImage,
     spec: &PreprocessSpec,
     views: &[View],
-    framing: &crate::quality::Framing,
+    frame: &Affine,
 ) -> Result<Vec<Array4<f32>>, AnalysisError> {
     let mut resized = resize(img, spec)?;
     shift_to_black(&mut resized);
-    // Clockwise by d on screen reads the source at R(−d) of the output point.
-    let th = (-framing.turn_deg).to_radians();
-    let (c, s) = (th.cos(), th.sin());
-    let (dx, dy) = (img.width.max(1) as f64, img.height.max(1) as f64);
-    let turn = [[c, -s * dy / dx], [s * dx / dy, c]];
-    let (hx, hy) = framing.half;
-    // Output of a view -> box -> turned frame -> source.
-    let boxed = [
-        [turn[0][0] * hx, turn[0][1] * hy],
-        [turn[1][0] * hx, turn[1][1] * hy],
-    ];
-    let (ox, oy) = framing.center;
-    let offset = (
-        turn[0][0] * ox + turn[0][1] * oy,
-        turn[1][0] * ox + turn[1][1] * oy,
-    );
-    let (w, h) = (spec.width as usize, spec.height as usize);
+    let size = (spec.width as usize, spec.height as usize);
     views
         .iter()
         .map(|v| {
-            let a = v.matrix();
-            let m = [
-                [
-                    boxed[0][0] * a[0][0] + boxed[0][1] * a[1][0],
-                    boxed[0][0] * a[0][1] + boxed[0][1] * a[1][1],
-                ],
-                [
-                    boxed[1][0] * a[0][0] + boxed[1][1] * a[1][0],
-                    boxed[1][0] * a[0][1] + boxed[1][1] * a[1][1],
-                ],
-            ];
-            to_tensor(warp_affine(&resized, w, h, m, offset), spec)
+            to_tensor(
+                resample(&resized, size, size, &frame.after(&v.affine())),
+                spec,
+            )
         })
         .collect()
 }
@@ -330,16 +341,15 @@ mod tests {
                 mirror: true,
             },
         ];
-        let whole = crate::quality::Framing::WHOLE;
         let plain = preprocess_views(&img, &spec, &views).unwrap();
-        let framed = preprocess_framed_views(&img, &spec, &views, &whole).unwrap();
+        let framed = preprocess_framed_views(&img, &spec, &views, &Affine::IDENTITY).unwrap();
         for (a, b) in plain.iter().zip(&framed) {
             assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
         }
         // A box of half the frame about its centre is the view scaled by 2.
-        let half = crate::quality::Framing {
-            half: (0.5, 0.5),
-            ..whole
+        let half = Affine {
+            m: [[0.5, 0.0], [0.0, 0.5]],
+            t: (0.0, 0.0),
         };
         let zoom = View {
             scale: 2.0,

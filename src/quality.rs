@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::decode::GreyImage;
 use crate::error::AnalysisError;
+use crate::preprocess::{resample, Affine};
 
 /// Rotations the model tolerates itself (it was trained with ±20°); beyond this the
 /// image is turned upright before the final inference.
@@ -54,7 +55,7 @@ pub struct Thresholds {
 /// How a film frames its hand, from the located joints, as fractions of the width and
 /// height: the joints' centroid (`cx`, `cy`) and their RMS spread about it across
 /// (`u`) and along (`v`) the frame.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HandFrame {
     pub cx: f64,
     pub cy: f64,
@@ -81,6 +82,34 @@ impl Framing {
         center: (0.0, 0.0),
         half: (1.0, 1.0),
     };
+
+    /// The box's half width and height, within the least and greatest box allowed.
+    fn clamped_half(&self) -> (f64, f64) {
+        let (lo, hi) = FRAMING_HALF_RANGE;
+        (self.half.0.clamp(lo, hi), self.half.1.clamp(lo, hi))
+    }
+
+    /// The map from the box's normalised coordinates to those of the `w`×`h` image it
+    /// is a box of ([`Affine`]): a point of the box is `center + half · p` in the
+    /// turned frame, which reads the image at that point turned back by `turn_deg`
+    /// about the centre in the image's own pixel geometry (in normalised coordinates
+    /// D⁻¹·R·D, D the half width and height, so that a squashed input turns as the
+    /// image itself does).
+    pub fn affine(&self, w: f64, h: f64) -> Affine {
+        let (w, h) = (w.max(1.0), h.max(1.0));
+        // Clockwise by d on screen reads the source at R(−d) of the output point.
+        let th = self.turn_deg.to_radians();
+        let (c, s) = (th.cos(), th.sin());
+        let turn = Affine {
+            m: [[c, s * h / w], [-s * w / h, c]],
+            t: (0.0, 0.0),
+        };
+        let (hx, hy) = self.clamped_half();
+        turn.after(&Affine {
+            m: [[hx, 0.0], [0.0, hy]],
+            t: self.center,
+        })
+    }
 
     /// The box of the frame turned by `turn_deg` that holds the hand as `typical`
     /// does: `points` are joint positions (pixels) in a `w`×`h` image of the same
@@ -612,48 +641,15 @@ pub fn rotate_expanded(img: &GreyImage, deg: f64) -> GreyImage {
 /// turned is [`rotate`].
 pub fn frame(img: &GreyImage, f: &Framing) -> GreyImage {
     let (w, h) = (img.width as usize, img.height as usize);
-    let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
-    let (lo, hi) = FRAMING_HALF_RANGE;
-    let half = (f.half.0.clamp(lo, hi), f.half.1.clamp(lo, hi));
+    let half = f.clamped_half();
     let ow = ((w as f64 * half.0).round() as usize).max(1);
     let oh = ((h as f64 * half.1).round() as usize).max(1);
-    // The box centre in the turned frame's pixels, as an offset from its centre.
-    let (bx, by) = (f.center.0 * cx, f.center.1 * cy);
-    let th = f.turn_deg.to_radians();
-    let (c, s) = (th.cos(), th.sin());
-    let src = &img.pixels;
-    let at = |x: isize, y: isize| -> f32 {
-        if x < 0 || y < 0 || x as usize >= w || y as usize >= h {
-            0.0
-        } else {
-            src[y as usize * w + x as usize]
-        }
-    };
-    let (kx, ky) = (half.0 * w as f64 / ow as f64, half.1 * h as f64 / oh as f64);
-    let mut out = vec![0f32; ow * oh];
-    for yo in 0..oh {
-        for xo in 0..ow {
-            // Output pixel -> turned-frame offset -> source, rotated back by -deg.
-            let dx = bx + (xo as f64 + 0.5 - ow as f64 / 2.0) * kx;
-            let dy = by + (yo as f64 + 0.5 - oh as f64 / 2.0) * ky;
-            let xs = cx + dx * c + dy * s - 0.5;
-            let ys = cy - dx * s + dy * c - 0.5;
-            let (x0, y0) = (xs.floor(), ys.floor());
-            let (fx, fy) = ((xs - x0) as f32, (ys - y0) as f32);
-            let (x0, y0) = (x0 as isize, y0 as isize);
-            let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy)
-                + at(x0 + 1, y0) * fx * (1.0 - fy)
-                + at(x0, y0 + 1) * (1.0 - fx) * fy
-                + at(x0 + 1, y0 + 1) * fx * fy;
-            out[yo * ow + xo] = v;
-        }
-    }
     GreyImage {
         width: ow as u32,
         height: oh as u32,
         bit_depth: img.bit_depth,
         format: img.format,
-        pixels: out,
+        pixels: resample(&img.pixels, (w, h), (ow, oh), &f.affine(w as f64, h as f64)),
     }
 }
 

@@ -327,13 +327,15 @@ fn right_rotated_and_inverted_hands_are_corrected() {
     eprintln!("not corrected or refused: {failures:?}");
     if rsna_dir().is_some() {
         // A whole film turned on a larger canvas reads nearly as the film, framed like
-        // the typical training film: measured 3.1 months on average here (before the
+        // the typical training film: measured 2.3 months on average here (before the
         // framing, `boneage eval --rotation-canvas expand` measured 9.0 at +20°).
-        // The film on a 1.5× canvas is framed (zoom checked above) but still moves
-        // 5.3 months on average: the joints located on the small hand are less sure.
-        let d = &diffs["askew+20"];
-        let mean = d.iter().sum::<f64>() / d.len() as f64;
-        assert!(mean < 5.0, "askew+20: mean change {mean:.2} months");
+        // The film on a 1.5× canvas is framed (zoom checked above) and moves 4.1
+        // months on average (5.3 before the box was found again on the framed hand).
+        for what in ["askew+20", "wide canvas"] {
+            let d = &diffs[what];
+            let mean = d.iter().sum::<f64>() / d.len() as f64;
+            assert!(mean < 5.0, "{what}: mean change {mean:.2} months");
+        }
     }
     let total: usize = diffs.values().map(Vec::len).sum::<usize>() + failures.len();
     assert!(
@@ -344,6 +346,8 @@ fn right_rotated_and_inverted_hands_are_corrected() {
 }
 
 /// Rotates about the centre, same size, black fill (a film turned on the detector).
+/// Nearest-neighbour and written here on purpose: the variants are made apart from
+/// the library's own sampler (`quality::frame`), which they test.
 fn rotate(img: &GrayImage, deg: f32) -> GrayImage {
     let (w, h) = img.dimensions();
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
