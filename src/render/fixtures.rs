@@ -376,8 +376,8 @@ pub(crate) fn report_json() -> Value {
         "id": ANALYSIS_2,
         "model": {
             "name": "boneage-resnet-sq100",
-            "version": "0.4.2",
-            "sha256": "78ce33863a3795ff22353659838eff5b39d7a91bca9f9f59c4d57f0883cc4820"
+            "version": "0.6.0",
+            "sha256": "17511b0624cd5eee446bb7cbb8671d0074c9a16dd0014e9c4327d8ad795ae03e"
         },
         "sex": "male",
         // 124.3 ± 1.645 × 8.6 = 124.3 ± 14.147
