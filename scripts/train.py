@@ -214,6 +214,45 @@ def is_validation(image_id: int) -> bool:
     return image_id % 10 == 0
 
 
+IDENTITY_THETA = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def read_framing(path: Path):
+    """The service's framing of each image, from `boneage eval --out` (columns id, width,
+    height, mirrored, inverted, views_turned_deg, box_cx, box_cy, box_hx, box_hy): {id:
+    theta} with theta [2, 3] the map from a framed view's normalised coordinates to the
+    image's, as `quality::Framing::affine` (after the mirror of a right hand). Images
+    the service refused, inverted or did not frame are left out (read as given)."""
+    out = {}
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            if not r.get("box_cx") or r.get("inverted") == "true":
+                continue
+            w, h = float(r["width"]), float(r["height"])
+            a = math.radians(float(r["views_turned_deg"]))
+            c, s = math.cos(a), math.sin(a)
+            turn = torch.tensor([[c, s * h / w], [-s * w / h, c]], dtype=torch.float64)
+            half = torch.diag(torch.tensor([2 * float(r["box_hx"]), 2 * float(r["box_hy"])], dtype=torch.float64))
+            centre = torch.tensor([2 * float(r["box_cx"]) - 1, 2 * float(r["box_cy"]) - 1], dtype=torch.float64)
+            m, t = turn @ half, turn @ centre
+            if r["mirrored"] == "true":
+                m, t = torch.diag(torch.tensor([-1.0, 1.0], dtype=torch.float64)) @ m, t * torch.tensor([-1.0, 1.0])
+            out[int(r["id"])] = torch.cat([m, t.view(2, 1)], 1).float()
+    return out
+
+
+def framing_thetas(rows, framing):
+    """[n, 2, 3] framing maps for `rows` (identity where the service did not frame)."""
+    return torch.stack([framing.get(r["id"], IDENTITY_THETA) for r in rows]) if rows else torch.zeros(0, 2, 3)
+
+
+def compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """`outer` after `inner` for batches of [n, 2, 3] maps (output to source points)."""
+    m = outer[:, :, :2] @ inner[:, :, :2]
+    t = outer[:, :, :2] @ inner[:, :, 2:] + outer[:, :, 2:]
+    return torch.cat([m, t], 2)
+
+
 def zscore(x: torch.Tensor) -> torch.Tensor:
     """Per-image standardisation, as the contract's `per_image_zscore` (population SD)."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -233,13 +272,15 @@ def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return xs.reshape(x.shape)
 
 
-def augment(x: torch.Tensor, pts: torch.Tensor, gen: torch.Generator):
+def augment(x: torch.Tensor, pts: torch.Tensor, gen: torch.Generator, base=None):
     """Radiograph-plausible augmentation on a batch in [0,1]: rotation +-20 deg, scale
     0.9-1.1, shift +-6%, mirror (a right hand) half the time (each on two thirds of
     the images), Gaussian blur sigma 0.3-1.2 px on half (the softer look of an image
     downscaled with an antialiasing filter, as the service does with large uploads),
     gamma 0.7-1.4. `pts` [n, J, 2] are joint centres as fractions of width and height;
-    they are moved with the image."""
+    they are moved with the image. `base` [n, 2, 3] (optional) frames each image first
+    (`read_framing`): the augmentation then moves the framed view, as the service's
+    test-time views move it."""
     n = x.shape[0]
     dev = x.device
 
@@ -254,17 +295,22 @@ def augment(x: torch.Tensor, pts: torch.Tensor, gen: torch.Generator):
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
     ).to(dev)
+    # Resampling blurs a 100 px image; a third of the batch stays unwarped so the
+    # network also sees images as sharp as the ones it will be given (a framed image is
+    # then only framed).
+    keep = torch.rand(n, generator=gen) < 1 / 3
+    theta = torch.where(keep.to(dev).view(n, 1, 1), IDENTITY_THETA.to(dev), theta)
+    if base is not None:
+        theta = compose(base.to(dev), theta)
+    unmoved = (theta.cpu() - IDENTITY_THETA).abs().amax(dim=(1, 2)) < 1e-9
     grid = F.affine_grid(theta, x.shape, align_corners=False)
     warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    # Resampling blurs a 100 px image; a third of the batch stays unwarped so the
-    # network also sees images as sharp as the ones it will be given.
-    keep = torch.rand(n, generator=gen) < 1 / 3
-    x = torch.where(keep.to(dev).view(n, 1, 1, 1), x, warped)
+    x = torch.where(unmoved.to(dev).view(n, 1, 1, 1), x, warped)
     # theta maps output to input coordinates (both in [-1, 1]): invert it for the joints.
     a, t = theta[:, :, :2].cpu(), theta[:, :, 2:].cpu()
     q = pts * 2 - 1
     moved = (torch.linalg.inv(a) @ (q.transpose(1, 2) - t)).transpose(1, 2)
-    pts = torch.where(keep.view(n, 1, 1), pts, (moved + 1) / 2)
+    pts = torch.where(unmoved.view(n, 1, 1), pts, (moved + 1) / 2)
     sigma = torch.where(torch.rand(n, generator=gen) < 0.5, u(0.3, 1.2), torch.zeros(n))
     x = blur(x, sigma.to(dev))
     gamma = u(0.7, 1.4).to(dev).view(n, 1, 1, 1)
@@ -643,24 +689,28 @@ def parse_views(text):
     return views
 
 
-def view_batch(x, view):
+def view_batch(x, view, base=None):
     """`x` [n,1,h,w] in [0,1] seen through one test-time view: turned by `rotation_deg`
     about the centre, scaled, mirrored; bilinear, zeros outside. The service's
-    `preprocess::warp` computes the same sampling (its unit test holds the numbers)."""
+    `preprocess::warp` computes the same sampling (its unit test holds the numbers).
+    `base` [n, 2, 3] (optional): the view of each image's framed hand, as the service's
+    `preprocess_framed_views`."""
     deg, sc, mirror = view
-    if (deg, sc, mirror) == (0.0, 1.0, False):
+    if (deg, sc, mirror) == (0.0, 1.0, False) and base is None:
         return x
     a = math.radians(deg)
     c, s = math.cos(a) / sc, math.sin(a) / sc
     f = -1.0 if mirror else 1.0
-    theta = torch.tensor([[c * f, -s, 0.0], [s * f, c, 0.0]], dtype=torch.float32)
-    grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    theta = torch.tensor([[c * f, -s, 0.0], [s * f, c, 0.0]], dtype=torch.float32).expand(x.shape[0], 2, 3)
+    if base is not None:
+        theta = compose(base, theta)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def evaluate_views(net, x, sex, device, views, bs=256):
+def evaluate_views(net, x, sex, device, views, bs=256, base=None):
     """Bone age and log-variance averaged over test-time views, as the service does
-    when the model declares `boneage.tta`."""
+    when the model declares `boneage.tta` (of the framed hands, with `base`)."""
     net.eval()
     ms, lvs = [], []
     with torch.no_grad():
@@ -670,7 +720,8 @@ def evaluate_views(net, x, sex, device, views, bs=256):
             xb = xb - xb.amin(dim=(1, 2, 3), keepdim=True)
             m_sum, lv_sum = 0.0, 0.0
             for v in views:
-                m, lv, _, _ = net(zscore(view_batch(xb, v)), sex[i : i + bs].to(device))
+                b = None if base is None else base[i : i + bs]
+                m, lv, _, _ = net(zscore(view_batch(xb, v, b)), sex[i : i + bs].to(device))
                 m_sum, lv_sum = m_sum + m.squeeze(1).cpu(), lv_sum + lv.squeeze(1).cpu()
             ms.append(m_sum / len(views))
             lvs.append(lv_sum / len(views))
@@ -924,6 +975,24 @@ def main():
         help="after training, join the trained network with the network of this exported model "
         "(same --arch and --width-mult; repeatable) and export their average as one model",
     )
+    ap.add_argument(
+        "--framing",
+        default="",
+        help="`boneage eval --out` of --manifest (all ids): train (and also validate) on the "
+        "hands as the service frames them (`quality.corrections.views_box`)",
+    )
+    ap.add_argument(
+        "--extra-framing",
+        action="append",
+        default=[],
+        help="the same for each --extra-manifest, in their order",
+    )
+    ap.add_argument(
+        "--framed-share",
+        type=float,
+        default=0.8,
+        help="with --framing: the share of training images shown framed (the rest as given)",
+    )
     ap.add_argument("--max-train", type=int, default=0, help="use only the first N training images (smoke test)")
     args = ap.parse_args()
 
@@ -941,9 +1010,19 @@ def main():
         train_rows = train_rows[: args.max_train]
         val_rows = val_rows[: max(64, args.max_train // 8)]
     extra_rows = []
-    for m in args.extra_manifest:
+    if args.extra_framing and len(args.extra_framing) != len(args.extra_manifest):
+        raise SystemExit("--extra-framing: one per --extra-manifest")
+    main_framing = read_framing(Path(args.framing)) if args.framing else {}
+    frame_tr, frame_va = framing_thetas(train_rows, main_framing), framing_thetas(val_rows, main_framing)
+    for k, m in enumerate(args.extra_manifest):
         extra = [r for r in read_manifest(Path(m)) if not is_validation(r["id"])]
-        extra_rows += extra[: args.max_train // 8] if args.max_train else extra
+        extra = extra[: args.max_train // 8] if args.max_train else extra
+        extra_rows += extra
+        fr = read_framing(Path(args.extra_framing[k])) if args.extra_framing else {}
+        frame_tr = torch.cat([frame_tr, framing_thetas(extra, fr)])
+    if args.framing:
+        framed = int((frame_tr - IDENTITY_THETA).abs().amax(dim=(1, 2)).gt(1e-9).sum())
+        print(f"framing: {framed} of {len(frame_tr)} training images framed, share {args.framed_share}", flush=True)
     print(f"train {len(train_rows)} + {len(extra_rows)} extra  val {len(val_rows)}  device {device}", flush=True)
 
     t0 = time.time()
@@ -1056,7 +1135,11 @@ def main():
                 idx = torch.cat([idx, joint_idx[pick]])
             if views == 2:
                 idx = torch.cat([idx, idx])  # augment() draws each copy's transform anew
-            xb, pb = augment(xtr[idx].float() / 255.0, pts_tr[idx], gen)
+            base = None
+            if args.framing:
+                shown = torch.rand(len(idx), generator=gen) < args.framed_share
+                base = torch.where(shown.view(-1, 1, 1), frame_tr[idx], IDENTITY_THETA)
+            xb, pb = augment(xtr[idx].float() / 255.0, pts_tr[idx], gen, base)
             xb = zscore(xb).to(device)
             yb = ytr[idx].to(device)
             mean, log_var, logits, pts = net(xb, str_[idx].to(device))
@@ -1098,6 +1181,9 @@ def main():
             f"epoch {epoch + 1}/{args.epochs} {time.time() - t0:.0f}s train_mae {tot / steps_per_epoch:.2f} "
             f"val_mae {met['mae']:.2f} val_cov90 {met['coverage_90']:.3f}"
         )
+        if args.framing:
+            mf, _ = evaluate_views(judged, xva, sva, device, [(0.0, 1.0, False)], base=frame_va)
+            line += f" val_mae_framed {float((mf - yva).abs().mean()):.2f}"
         if use_joints and xloc is not None:
             line += f" joint_px100 {joint_metrics(evaluate(judged, xloc, sloc, device)[3], ploc, size_loc)['mean_px100']:.2f}"
         print(line, flush=True)
@@ -1151,6 +1237,10 @@ def main():
         met["sd_scale"] = k
         met["single_view"] = single
         met["tta"] = {"views": args.tta, "log_var_shift": 2 * math.log(kt)}
+        if args.framing:
+            # What the service reads: the same views of the framed hands.
+            mf, lvf = evaluate_views(net, xva, sva, device, views, base=frame_va)
+            met["framed_views"] = metrics(mf, yva, mva, (lvf + shift).mul(0.5).exp() * kt)
     met["stage_agreement_with_typical"] = stage_agreement(logits, stage_va)
     if use_joints and xloc is not None:
         met["joints"] = joint_metrics(evaluate(net, xloc, sloc, device)[3], ploc, size_loc)

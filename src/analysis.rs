@@ -26,10 +26,6 @@ use crate::Sex;
 const Z90: f64 = 1.644_853_626_951_472_2;
 /// Oldest chronological age accepted (months): the references stop at 19–20 years.
 const MAX_AGE_MONTHS: f64 = 240.0;
-/// How many times the framing box is found again on the framed hand before the views
-/// are read (one model pass each): the joints of a hand far from the typical size
-/// stray, those of the framed hand do not.
-const FRAMING_REFINEMENTS: usize = 1;
 
 /// What the caller says about the exam, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -588,6 +584,7 @@ impl Analyzer {
         let info = self.model.info();
         let mut views_turned_deg = 0.0;
         let mut views_zoom = None;
+        let mut views_box = None;
         let mut view_passes = 0usize;
         let calibration = info.quality.as_ref().filter(|_| self.quality_control);
         let (mut out, qc, unturned) = match calibration {
@@ -615,24 +612,20 @@ impl Analyzer {
         // how that is (a small hand on a wide canvas or a film scanned askew then reads
         // as a typical one): the box comes from the final pass's joints, and is found
         // again on the framed hand below.
-        let mut framing = qc.as_ref().and_then(|(q, th)| {
-            let typical = th.hand_frame.as_ref()?;
-            let (w, h) = (unturned.width as f64, unturned.height as f64);
-            let pts: Vec<(f64, f64)> = out
-                .joint_points
-                .iter()
-                .map(|p| (p[0] as f64 * w, p[1] as f64 * h))
-                .collect();
-            quality::Framing::restoring(
+        let typical = qc.as_ref().and_then(|(_, th)| th.hand_frame.as_ref());
+        let (w, h) = (unturned.width as f64, unturned.height as f64);
+        let first_box = qc.as_ref().zip(typical).and_then(|((q, _), typical)| {
+            framing_from_joints(
                 typical,
-                &pts,
-                w,
-                h,
+                &out,
+                &preprocess::Affine::IDENTITY,
+                (w, h),
                 q.corrections.rotation_deg,
                 turn.unwrap_or(0.0),
             )
         });
-        if info.tta.is_some() || turn.is_some() || framing.is_some() {
+        let mut framing = None;
+        if info.tta.is_some() || turn.is_some() || first_box.is_some() {
             let a = Instant::now();
             let declared = info
                 .tta
@@ -643,7 +636,6 @@ impl Analyzer {
             // the resize to the input (a turned film then reads as the original); a
             // smaller one is turned within each view, sampled once.
             let spec = self.model.preprocess_spec();
-            let (w, h) = (unturned.width as f64, unturned.height as f64);
             let big = if unturned.width >= 4 * spec.width || unturned.height >= 4 * spec.height {
                 let scaled = preprocess::scale_to(&unturned, spec, 4)?;
                 Some(quality::shift_to_black(scaled))
@@ -656,35 +648,22 @@ impl Analyzer {
                     preprocess::preprocess_framed_views(&unturned, spec, views, &f.affine(w, h))
                 }
             };
-            // The box is found again on the framed hand, where the joints are located
-            // at the size the model was trained on (on a small hand they stray).
+            // The box is found once more on the framed hand, where the model locates
+            // the joints at the size it was trained on (on a small hand they stray).
+            // One model pass; a second refinement was measured worse (model card).
+            let mut refine_ms = 0.0;
             let mut refine_passes = 0;
-            if let (Some(typical), Some(mut f)) = (
-                qc.as_ref().and_then(|(_, th)| th.hand_frame.as_ref()),
-                framing,
-            ) {
-                for _ in 0..FRAMING_REFINEMENTS {
-                    let Some(t) = framed_views(&f, &[preprocess::View::IDENTITY])?.pop() else {
-                        break;
-                    };
+            if let Some((typical, f)) = typical.zip(first_box) {
+                let mut refined = None;
+                if let Some(t) = framed_views(&f, &[preprocess::View::IDENTITY])?.pop() {
+                    let r = Instant::now();
                     let o = self.model.infer(t, req.sex)?;
-                    refine_passes += 1;
-                    let map = f.affine(w, h);
-                    let pts: Vec<(f64, f64)> = o
-                        .joint_points
-                        .iter()
-                        .map(|p| {
-                            let (x, y) =
-                                map.apply((2.0 * p[0] as f64 - 1.0, 2.0 * p[1] as f64 - 1.0));
-                            ((x + 1.0) * w / 2.0, (y + 1.0) * h / 2.0)
-                        })
-                        .collect();
-                    match quality::Framing::restoring(typical, &pts, w, h, 0.0, f.turn_deg) {
-                        Some(g) => f = g,
-                        None => break,
-                    }
+                    refine_ms = r.elapsed().as_secs_f64() * 1000.0;
+                    refine_passes = 1;
+                    refined =
+                        framing_from_joints(typical, &o, &f.affine(w, h), (w, h), 0.0, f.turn_deg);
                 }
-                framing = Some(f);
+                framing = Some(refined.unwrap_or(f));
             }
             let framed = framing.or(turn.map(|d| quality::Framing {
                 turn_deg: d,
@@ -719,10 +698,18 @@ impl Analyzer {
             out.bone_age_months = (sum_mean / n) as f32;
             out.bone_age_log_var =
                 (sum_lv / n) as f32 + info.tta.as_ref().map_or(0.0, |t| t.log_var_shift);
-            t_pre += (b - a).as_secs_f64() * 1000.0;
-            t_inf += b.elapsed().as_secs_f64() * 1000.0;
+            // The refinement's model pass is inference, though it ran between a and b.
+            t_pre += (b - a).as_secs_f64() * 1000.0 - refine_ms;
+            t_inf += b.elapsed().as_secs_f64() * 1000.0 + refine_ms;
             views_turned_deg = framed.map_or(0.0, |f| round2(f.turn_deg));
             views_zoom = framing.map(|f| round4(1.0 / (f.half.0 * f.half.1).sqrt()));
+            views_box = framing.map(|f| {
+                let b = f.view_box();
+                quality::ViewBox {
+                    center: b.center.map(round4),
+                    half: b.half.map(round4),
+                }
+            });
             view_passes = views.len() - usize::from(reuse_identity) + refine_passes;
         }
         let t3 = Instant::now();
@@ -747,6 +734,7 @@ impl Analyzer {
                 .map(|(q, _)| Corrections {
                     views_turned_deg,
                     views_zoom,
+                    views_box,
                     ..q.corrections
                 })
                 .unwrap_or_default(),
@@ -774,6 +762,29 @@ impl Analyzer {
     }
 }
 
+/// The framing box of the hand whose joints `out` located in a view that reads the
+/// `w`×`h` image through `view` (normalised coordinates, [`preprocess::Affine`]); the
+/// image is the upload turned by `image_turn_deg`, the box is of it turned by
+/// `turn_deg` ([`quality::Framing::restoring`]).
+fn framing_from_joints(
+    typical: &quality::HandFrame,
+    out: &ModelOutput,
+    view: &preprocess::Affine,
+    (w, h): (f64, f64),
+    image_turn_deg: f64,
+    turn_deg: f64,
+) -> Option<quality::Framing> {
+    let pts: Vec<(f64, f64)> = out
+        .joint_points
+        .iter()
+        .map(|p| {
+            let (x, y) = view.apply((2.0 * p[0] as f64 - 1.0, 2.0 * p[1] as f64 - 1.0));
+            ((x + 1.0) * w / 2.0, (y + 1.0) * h / 2.0)
+        })
+        .collect();
+    quality::Framing::restoring(typical, &pts, w, h, image_turn_deg, turn_deg)
+}
+
 /// The outcome of quality control: the fit of the final pass and what was corrected.
 struct QcOutcome {
     fit: ShapeFit,
@@ -791,9 +802,8 @@ fn quality_passes(
     th: &quality::Thresholds,
     infer: &mut dyn FnMut(&GreyImage) -> Result<ModelOutput, AnalysisError>,
 ) -> Result<(ModelOutput, QcOutcome, GreyImage), AnalysisError> {
-    let fit_of = |out: &ModelOutput, im: &GreyImage| -> ShapeFit {
-        let pts: Vec<(f64, f64)> = out
-            .joint_points
+    let points = |out: &ModelOutput, im: &GreyImage| -> Vec<(f64, f64)> {
+        out.joint_points
             .iter()
             .map(|p| {
                 (
@@ -801,8 +811,10 @@ fn quality_passes(
                     p[1] as f64 * im.height as f64,
                 )
             })
-            .collect();
-        quality::fit_shape(&pts, &th.template).unwrap_or(ShapeFit {
+            .collect()
+    };
+    let fit_of = |out: &ModelOutput, im: &GreyImage| -> ShapeFit {
+        quality::fit_shape(&points(out, im), &th.template).unwrap_or(ShapeFit {
             residual: 1.0,
             reflected: false,
             rotation_deg: 0.0,
@@ -825,14 +837,20 @@ fn quality_passes(
     let mut out = infer(&work)?;
     let mut fit = fit_of(&out, &work);
     let mut corrections = Corrections::default();
-    if th.score(&fit, sd(&out)) > quality::RETRY_INVERTED_SCORE {
+    // Retried inverted only when the frame looks inverted (a bright border): a turned
+    // film on a black canvas, or one with a white border, can otherwise score better
+    // inverted with joints the model imagines there.
+    if th.score(&fit, sd(&out)) > quality::RETRY_INVERTED_SCORE && quality::looks_inverted(&work) {
         let inv = quality::invert(&work);
         let out2 = infer(&inv)?;
         let fit2 = fit_of(&out2, &inv);
-        // Kept only when it shows a hand: a hand the model lost to a large turn
-        // scores badly both ways and is searched for below, not inverted.
+        // Kept only when it shows a hand with bright bones: a hand the model lost to
+        // a large turn scores badly both ways and is searched for below, not
+        // inverted, and a film on a bright canvas or with a white border can score
+        // better inverted, with the joints then on dark bone.
         if fit2.residual <= th.max_shape_residual
             && th.score(&fit2, sd(&out2)) < th.score(&fit, sd(&out))
+            && quality::joints_look_bright(&inv, &points(&out2, &inv))
         {
             (work, out, fit) = (inv, out2, fit2);
             corrections.inverted = true;

@@ -85,7 +85,7 @@ pub fn is_validation_id(id: &str) -> bool {
 }
 
 /// The outcome for one image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Prediction {
     pub id: String,
     pub boneage_months: f64,
@@ -96,6 +96,19 @@ pub struct Prediction {
     pub rus_score: Option<u32>,
     /// TW3 RUS bone age from the per-joint stages (null outside the TW3 table).
     pub rus_bone_age_months: Option<f64>,
+    /// The upload's size in pixels (empty when it was not decoded).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// What quality control did before the views were read (`quality.corrections`):
+    /// mirrored, inverted, the views' turn and, when the hand was framed, the box the
+    /// views show (`views_box`: centre and half size as fractions of the frame).
+    pub mirrored: Option<bool>,
+    pub inverted: Option<bool>,
+    pub views_turned_deg: Option<f64>,
+    pub box_cx: Option<f64>,
+    pub box_cy: Option<f64>,
+    pub box_hx: Option<f64>,
+    pub box_hy: Option<f64>,
     /// Rejection or failure code; empty when analysed.
     pub error: String,
     /// Located joints as (name, x, y) fractions of the image width and height.
@@ -109,13 +122,7 @@ pub fn predict(analyzer: &Analyzer, row: &ManifestRow) -> Prediction {
         id: row.id.clone(),
         boneage_months: row.boneage_months,
         male: u8::from(row.sex == Sex::Male),
-        predicted_months: None,
-        interval_lo: None,
-        interval_hi: None,
-        rus_score: None,
-        rus_bone_age_months: None,
-        error: String::new(),
-        landmarks: Vec::new(),
+        ..Prediction::default()
     };
     let bytes = match std::fs::read(&row.image) {
         Ok(b) => b,
@@ -132,6 +139,16 @@ pub fn predict(analyzer: &Analyzer, row: &ManifestRow) -> Prediction {
             p.interval_hi = Some(r.bone_age.interval_90[1]);
             p.rus_score = Some(r.tw3.rus_score);
             p.rus_bone_age_months = r.tw3.rus_bone_age_months;
+            let c = &r.quality.corrections;
+            p.width = Some(r.input.width);
+            p.height = Some(r.input.height);
+            p.mirrored = Some(c.mirrored);
+            p.inverted = Some(c.inverted);
+            p.views_turned_deg = Some(c.views_turned_deg);
+            if let Some(b) = c.views_box {
+                (p.box_cx, p.box_cy) = (Some(b.center[0]), Some(b.center[1]));
+                (p.box_hx, p.box_hy) = (Some(b.half[0]), Some(b.half[1]));
+            }
             let (w, h) = (r.input.width as f64, r.input.height as f64);
             p.landmarks = r
                 .landmarks
@@ -571,12 +588,12 @@ mod tests {
             interval_hi: pred.map(|v| v + 10.0),
             rus_score: None,
             rus_bone_age_months: pred,
-            landmarks: vec![],
             error: if pred.is_some() {
                 String::new()
             } else {
                 "corrupt_image".into()
             },
+            ..Prediction::default()
         }
     }
 

@@ -83,6 +83,15 @@ impl Framing {
         half: (1.0, 1.0),
     };
 
+    /// The box as fractions of the (turned) frame's width and height.
+    pub fn view_box(&self) -> ViewBox {
+        let (hx, hy) = self.clamped_half();
+        ViewBox {
+            center: [(self.center.0 + 1.0) / 2.0, (self.center.1 + 1.0) / 2.0],
+            half: [hx / 2.0, hy / 2.0],
+        }
+    }
+
     /// The box's half width and height, within the least and greatest box allowed.
     fn clamped_half(&self) -> (f64, f64) {
         let (lo, hi) = FRAMING_HALF_RANGE;
@@ -411,7 +420,9 @@ fn otsu(v: &[f32]) -> f32 {
 }
 
 /// A frame whose outer tenth is brighter on average than its central half: a bright
-/// background (an inverted grey scale), for the hand count only.
+/// background (an inverted grey scale). The hand count counts such a frame inverted,
+/// and only such a frame is retried inverted (980 of 1,000 half512 radiographs look
+/// inverted once inverted).
 pub fn looks_inverted(img: &GreyImage) -> bool {
     let (w, h) = (img.width as usize, img.height as usize);
     if w < 10 || h < 10 || img.pixels.len() != w * h {
@@ -551,6 +562,17 @@ pub struct Corrections {
     /// `Framing`), enlarged by this factor (below 1: reduced); absent when they show
     /// the whole (turned) frame.
     pub views_zoom: Option<f64>,
+    /// The box the views show, when they show a framed hand: in the (mirrored) upload
+    /// turned by `views_turned_deg` about its centre.
+    pub views_box: Option<ViewBox>,
+}
+
+/// A box of an image, as fractions of its width and height: the whole image is
+/// centre (0.5, 0.5), half size (0.5, 0.5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct ViewBox {
+    pub center: [f64; 2],
+    pub half: [f64; 2],
 }
 
 /// Maps points of the corrected working image back to the upload's pixels.
@@ -578,6 +600,64 @@ impl Geometry {
         };
         (ux, ry)
     }
+}
+
+/// Whether the located joints (pixels of `img`) are brighter than the hand's
+/// surroundings (the median of the joints' box widened by 30% each way): bone is
+/// bright in a radiograph's usual grey scale. On 1,233 validation radiographs the
+/// joints the default model located are brighter in all but one, and darker on 96% of
+/// the same films inverted; an inverted reading is kept only when it passes.
+pub fn joints_look_bright(img: &GreyImage, points: &[(f64, f64)]) -> bool {
+    let (w, h) = (img.width as usize, img.height as usize);
+    if points.is_empty() || w == 0 || h == 0 || img.pixels.len() != w * h {
+        return false;
+    }
+    let px = |x: usize, y: usize| img.pixels[y * w + x];
+    let clamp_x = |v: f64| (v.max(0.0) as usize).min(w - 1);
+    let clamp_y = |v: f64| (v.max(0.0) as usize).min(h - 1);
+    // Each joint: the mean over a window a hundredth of the frame across.
+    let r = (w.min(h) / 100).max(1) as f64;
+    let (mut sum, mut n) = (0f64, 0usize);
+    for &(x, y) in points {
+        for yy in clamp_y(y - r)..=clamp_y(y + r) {
+            for xx in clamp_x(x - r)..=clamp_x(x + r) {
+                let v = px(xx, yy);
+                if v.is_finite() {
+                    sum += v as f64;
+                    n += 1;
+                }
+            }
+        }
+    }
+    let (x0, x1, y0, y1) = points.iter().fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    let (mx, my) = (0.3 * (x1 - x0), 0.3 * (y1 - y0));
+    let (xa, xb) = (clamp_x(x0 - mx), clamp_x(x1 + mx));
+    let (ya, yb) = (clamp_y(y0 - my), clamp_y(y1 + my));
+    // At most about 40,000 samples of the box for its median.
+    let step = (((xb - xa + 1) * (yb - ya + 1)) as f64 / 40_000.0)
+        .sqrt()
+        .ceil()
+        .max(1.0) as usize;
+    let mut region: Vec<f32> = (ya..=yb)
+        .step_by(step)
+        .flat_map(|y| (xa..=xb).step_by(step).map(move |x| (x, y)))
+        .map(|(x, y)| px(x, y))
+        .filter(|v| v.is_finite())
+        .collect();
+    if n == 0 || region.is_empty() {
+        return false;
+    }
+    let mid = region.len() / 2;
+    let (_, median, _) = region.select_nth_unstable_by(mid, f32::total_cmp);
+    sum / n as f64 > *median as f64
 }
 
 pub fn invert(img: &GreyImage) -> GreyImage {
@@ -681,6 +761,29 @@ mod tests {
             format: crate::decode::SourceFormat::Png,
             pixels: px,
         }
+    }
+
+    #[test]
+    fn joints_on_bone_look_bright_and_inverted_ones_do_not() {
+        let (w, h) = (120, 160);
+        let mut px = vec![0.05f32; w * h];
+        draw_hand(&mut px, w, 20, 10, 20);
+        // Bone: brighter spots along the fingers and the palm, where joints are located.
+        let joints: Vec<(f64, f64)> = (0..4)
+            .flat_map(|f| [(25 + 20 * f, 30), (25 + 20 * f, 60), (25 + 20 * f, 100)])
+            .map(|(x, y)| (x as f64 + 5.0, y as f64))
+            .collect();
+        for &(x, y) in &joints {
+            for yy in y as usize - 2..=y as usize + 2 {
+                for xx in x as usize - 2..=x as usize + 2 {
+                    px[yy * w + xx] = 1.0;
+                }
+            }
+        }
+        let img = grey(w, h, px);
+        assert!(joints_look_bright(&img, &joints));
+        assert!(!joints_look_bright(&invert(&img), &joints));
+        assert!(!joints_look_bright(&img, &[]));
     }
 
     #[test]
