@@ -248,6 +248,9 @@ fn synth_bench_and_eval() {
         "predicted_months",
         "interval_lo",
         "interval_hi",
+        "views_turned_deg",
+        "box_cx",
+        "box_hy",
         "error",
     ] {
         assert!(header.split(',').any(|h| h == col), "{header}");

@@ -297,8 +297,14 @@ fn right_rotated_and_inverted_hands_are_corrected() {
                         "mirrored" => q.corrections.mirrored && q.laterality == Some("right"),
                         "inverted" => q.corrections.inverted,
                         "rotated+30" | "rotated-45" => q.corrections.rotation_deg.abs() > 15.0,
-                        // Framed as the typical film: the hand is enlarged.
-                        "wide canvas" => q.corrections.views_zoom.is_some_and(|z| z > 1.2),
+                        // Framed as the typical film: the hand is enlarged, the box
+                        // the views show is smaller than the frame.
+                        "wide canvas" => {
+                            q.corrections.views_zoom.is_some_and(|z| z > 1.2)
+                                && q.corrections
+                                    .views_box
+                                    .is_some_and(|b| (b.half[0] * b.half[1]).sqrt() < 0.5 / 1.2)
+                        }
                         _ => true,
                     };
                     if !ok {
