@@ -565,6 +565,17 @@ class Ensemble(nn.Module):
         return self.members[0].stage_basis(supervised_bones)
 
 
+class LocatorReader(Ensemble):
+    """Two trained networks run as one: the locator's joints, stage logits and
+    log-variance (what quality control and the framing decide with) and the reader's
+    bone age (e.g. a network fine-tuned on the framed hands, `--framing`)."""
+
+    def forward(self, image, sex):
+        _, log_var, logits, pts = self.members[0](image, sex)
+        mean = self.members[1](image, sex)[0]
+        return mean, log_var, logits, pts
+
+
 def region_px(net):
     return net.region_px if isinstance(net, Ensemble) else net.trunk.region_px
 
@@ -993,6 +1004,13 @@ def main():
         default=0.8,
         help="with --framing: the share of training images shown framed (the rest as given)",
     )
+    ap.add_argument(
+        "--reader-onnx",
+        default="",
+        help="after training, export the trained network as the locator (joints, stages and "
+        "uncertainty, which quality control decides with) and the network of this exported "
+        "model (same --arch and --width-mult) as the reader of the bone age, in one graph",
+    )
     ap.add_argument("--max-train", type=int, default=0, help="use only the first N training images (smoke test)")
     args = ap.parse_args()
 
@@ -1216,6 +1234,13 @@ def main():
             print(f"ensemble member {path}: {n} tensors", flush=True)
             members.append(other.eval())
         net = Ensemble(members).eval()
+    if args.reader_onnx:
+        if args.ensemble_onnx:
+            raise SystemExit("--reader-onnx and --ensemble-onnx do not combine")
+        reader = BoneAgeNet(args.arch, args.size, False, args.width_mult, use_joints).to(device)
+        n = load_onnx_weights(reader, args.reader_onnx)
+        print(f"reader {args.reader_onnx}: {n} tensors", flush=True)
+        net = LocatorReader([net.eval(), reader.eval()]).eval()
 
     # Calibrate the uncertainty on the validation split: one multiplicative SD factor
     # so that the 90% interval (mean +- 1.645 SD) covers 90% of the readings.

@@ -376,8 +376,8 @@ pub(crate) fn report_json() -> Value {
         "id": ANALYSIS_2,
         "model": {
             "name": "boneage-resnet-sq100",
-            "version": "0.6.0",
-            "sha256": "17511b0624cd5eee446bb7cbb8671d0074c9a16dd0014e9c4327d8ad795ae03e"
+            "version": "0.8.0",
+            "sha256": "b3e7987e72ed7a1ffe4fa042d80c17c163aff24880f6018f9b7686ab2f1a001a"
         },
         "sex": "male",
         // 124.3 ± 1.645 × 8.6 = 124.3 ± 14.147
