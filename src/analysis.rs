@@ -598,11 +598,11 @@ impl Analyzer {
         // declared test-time views (or the image alone), all turned to the template
         // hand's pose when quality control has measured the pose. The joints and
         // stages stay those of the final pass on the image as shown.
-        // Only a left-hand fit within the model's tolerance says which way is upright;
-        // otherwise the views keep the image's own correction (or none).
+        // Only a left-hand fit says which way is upright; otherwise the views keep the
+        // image's own correction (or none).
         let turn = qc.as_ref().and_then(|(q, _)| {
             let c = q.corrections.rotation_deg;
-            if !q.fit.reflected && q.fit.rotation_deg.abs() <= quality::ROTATION_CORRECTION_DEG {
+            if !q.fit.reflected {
                 Some(c + q.fit.rotation_deg)
             } else {
                 (c != 0.0).then_some(c)
@@ -702,13 +702,11 @@ impl Analyzer {
             t_pre += (b - a).as_secs_f64() * 1000.0 - refine_ms;
             t_inf += b.elapsed().as_secs_f64() * 1000.0 + refine_ms;
             views_turned_deg = framed.map_or(0.0, |f| round2(f.turn_deg));
-            views_zoom = framing.map(|f| round4(1.0 / (f.half.0 * f.half.1).sqrt()));
-            views_box = framing.map(|f| {
-                let b = f.view_box();
-                quality::ViewBox {
-                    center: b.center.map(round4),
-                    half: b.half.map(round4),
-                }
+            let view_box = framing.map(|f| f.view_box());
+            views_zoom = view_box.map(|b| round4(b.zoom()));
+            views_box = view_box.map(|b| quality::ViewBox {
+                center: b.center.map(round4),
+                half: b.half.map(round4),
             });
             view_passes = views.len() - usize::from(reuse_identity) + refine_passes;
         }
@@ -774,15 +772,24 @@ fn framing_from_joints(
     image_turn_deg: f64,
     turn_deg: f64,
 ) -> Option<quality::Framing> {
-    let pts: Vec<(f64, f64)> = out
-        .joint_points
+    let pts = joints_in_pixels(out, view, (w, h));
+    quality::Framing::restoring(typical, &pts, w, h, image_turn_deg, turn_deg)
+}
+
+/// The joints `out` located in a view that reads the `w`×`h` image through `view`
+/// (normalised coordinates, [`preprocess::Affine`]), in that image's pixels.
+fn joints_in_pixels(
+    out: &ModelOutput,
+    view: &preprocess::Affine,
+    (w, h): (f64, f64),
+) -> Vec<(f64, f64)> {
+    out.joint_points
         .iter()
         .map(|p| {
             let (x, y) = view.apply((2.0 * p[0] as f64 - 1.0, 2.0 * p[1] as f64 - 1.0));
             ((x + 1.0) * w / 2.0, (y + 1.0) * h / 2.0)
         })
-        .collect();
-    quality::Framing::restoring(typical, &pts, w, h, image_turn_deg, turn_deg)
+        .collect()
 }
 
 /// The outcome of quality control: the fit of the final pass and what was corrected.
@@ -793,25 +800,23 @@ struct QcOutcome {
     passes: u8,
 }
 
-/// Runs the model on the image, then as often as needed (at most four passes) on
-/// its corrected versions: inverted when that fits a hand better, mirrored for a
-/// right hand, turned upright beyond the rotation the model tolerates. Refuses
-/// with `not_a_hand` when the final pass does not show a hand.
+/// Runs the model on the image, then as often as needed on its corrected versions:
+/// inverted when that fits a hand better, turned upright beyond the rotation the
+/// model tolerates, mirrored for a right hand. Refuses with `not_a_hand` when the
+/// final pass does not show a hand, or shows one that reads as a right hand both as
+/// sent and mirrored, and with `multiple_hands` when the model finds a second hand
+/// in a wide strip beside the first.
 fn quality_passes(
     img: GreyImage,
     th: &quality::Thresholds,
     infer: &mut dyn FnMut(&GreyImage) -> Result<ModelOutput, AnalysisError>,
 ) -> Result<(ModelOutput, QcOutcome, GreyImage), AnalysisError> {
-    let points = |out: &ModelOutput, im: &GreyImage| -> Vec<(f64, f64)> {
-        out.joint_points
-            .iter()
-            .map(|p| {
-                (
-                    p[0] as f64 * im.width as f64,
-                    p[1] as f64 * im.height as f64,
-                )
-            })
-            .collect()
+    let points = |out: &ModelOutput, im: &GreyImage| {
+        joints_in_pixels(
+            out,
+            &preprocess::Affine::IDENTITY,
+            (im.width as f64, im.height as f64),
+        )
     };
     let fit_of = |out: &ModelOutput, im: &GreyImage| -> ShapeFit {
         quality::fit_shape(&points(out, im), &th.template).unwrap_or(ShapeFit {
@@ -857,42 +862,77 @@ fn quality_passes(
         }
     }
     // Turned first: the model locates joints reliably only on a nearly upright hand,
-    // so side (mirror) is read after. A hand-shaped fit says how far to turn; a
-    // shapeless one (the model lost the hand beyond its trained rotations) is tried
-    // an eighth of a turn either way, and so is a first reading that ends refused.
+    // so side (mirror) is read after, on the turned hand. A hand-shaped fit says how
+    // far to turn (as the hand it shows: a reflected fit's turn is that of a right
+    // hand); one that is not clearly a hand (the model lost it beyond its trained
+    // rotations, or read a tilted left hand as a right one) is also tried an eighth
+    // of a turn either way, and so is a first reading that ends refused.
     let hand_shaped = |f: &ShapeFit| f.residual <= th.max_shape_residual;
+    let clear =
+        |f: &ShapeFit| f.residual <= quality::SEARCH_MAX_RESIDUAL_SHARE * th.max_shape_residual;
     let first = (out.clone(), fit);
     let mut mirrored = false;
     let mut turned = 0.0;
     for round in 0..2 {
         if round == 1 {
-            if th.accepts(&fit, sd(&out)) || !hand_shaped(&first.1) {
+            if th.accepts(&fit, sd(&out)) || !clear(&first.1) {
                 break; // accepted, or the search below already ran in round 0
             }
             (out, fit) = first.clone();
             (mirrored, turned) = (false, 0.0);
         }
-        let searching = !hand_shaped(&fit) || round == 1;
-        let tries: &[f64] = if searching {
+        // A fit that is not clearly a hand may have been misled by the tilt itself
+        // (at an eighth of a turn the joints of a left hand can fit a right one).
+        let searching = !clear(&fit) || round == 1;
+        // Turns tried: blind ones when searching, then the fit's own, at most twice,
+        // while the hand it shows is still beyond the tolerated tilt (a fit far from
+        // upright says only roughly how far to turn).
+        let blind: &[f64] = if searching {
             &[-quality::SEARCH_TURN_DEG, quality::SEARCH_TURN_DEG]
-        } else if fit.rotation_deg.abs() > quality::ROTATION_CORRECTION_DEG {
-            &[fit.rotation_deg]
         } else {
             &[]
         };
-        for &deg in tries {
+        let mut corrective = 0;
+        let mut k = 0;
+        loop {
+            let deg = if k < blind.len() {
+                blind[k]
+            } else if corrective < 2
+                && hand_shaped(&fit)
+                && fit.upright_turn_deg().abs()
+                    > if clear(&fit) {
+                        quality::ROTATION_CORRECTION_DEG
+                    } else {
+                        quality::UNCLEAR_CORRECTION_DEG
+                    }
+            {
+                corrective += 1;
+                turned + fit.upright_turn_deg()
+            } else {
+                break;
+            };
+            let is_blind = k < blind.len();
+            k += 1;
             let im = quality::rotate(&work, deg);
             let out2 = infer(&im)?;
             let fit2 = fit_of(&out2, &im);
             // A blind turn is kept only for a clear hand shape, so that the search
-            // does not find hands in what is not one.
-            let clear = !searching
-                || fit2.residual <= quality::SEARCH_MAX_RESIDUAL_SHARE * th.max_shape_residual;
-            if clear
-                && (th.score(&fit2, sd(&out2)) <= th.score(&fit, sd(&out))
-                    || (hand_shaped(&fit2) && fit2.residual <= fit.residual))
-            {
+            // does not find hands in what is not one; a turn the fit asked for, also
+            // when it leaves an acceptable hand more upright.
+            let better = th.score(&fit2, sd(&out2)) <= th.score(&fit, sd(&out))
+                || (hand_shaped(&fit2) && fit2.residual <= fit.residual);
+            let kept = if is_blind {
+                clear(&fit2) && better
+            } else {
+                better
+                    || (clear(&fit2)
+                        && th.accepts(&fit2, sd(&out2))
+                        && fit2.upright_turn_deg().abs() < fit.upright_turn_deg().abs())
+            };
+            if kept {
                 (out, fit, turned) = (out2, fit2, deg);
+            } else if !is_blind {
+                break;
             }
         }
         if hand_shaped(&fit) && fit.reflected {
@@ -905,9 +945,14 @@ fn quality_passes(
             } else {
                 im
             };
-            out = infer(&im)?;
-            fit = fit_of(&out, &im);
-            (mirrored, turned) = (true, -turned);
+            let out2 = infer(&im)?;
+            let fit2 = fit_of(&out2, &im);
+            // Kept when it then reads as a left hand: a hand whose joints read as a
+            // right hand both ways is not made one (and is refused below).
+            if !fit2.reflected {
+                (out, fit) = (out2, fit2);
+                (mirrored, turned) = (true, -turned);
+            }
         }
     }
     if mirrored {
@@ -915,6 +960,14 @@ fn quality_passes(
         corrections.mirrored = true;
     }
     corrections.rotation_deg = round2(turned);
+    if hand_shaped(&fit) && fit.reflected && th.accepts(&fit, sd(&out)) {
+        return Err(AnalysisError::NotAHand(format!(
+            "the side of the hand could not be told: its located joints fit a right hand \
+             both as sent and mirrored (shape residual {:.3}). Send a PA radiograph of one \
+             hand, palm down, fingers up.",
+            fit.residual
+        )));
+    }
     if !th.accepts(&fit, sd(&out)) {
         return Err(AnalysisError::NotAHand(format!(
             "no hand radiograph the model can read was found: the located joints do not form \
@@ -926,6 +979,32 @@ fn quality_passes(
             sd(&out),
             th.max_sd_months
         )));
+    }
+    // A second hand beside the first, which the count before the model missed (a
+    // bright film frame joins them, or the films are faint): where the located hand
+    // leaves a wide strip of the image, the model looks there for a clear hand.
+    let (w, h) = (work.width as f64, work.height as f64);
+    let (c, s) = (turned.to_radians().cos(), turned.to_radians().sin());
+    let located: Vec<(f64, f64)> = joints_in_pixels(&out, &preprocess::Affine::IDENTITY, (w, h))
+        .into_iter()
+        .map(|(x, y)| {
+            // From the turned image back to `work`: turned by −`turned` about the centre.
+            let (dx, dy) = (x - w / 2.0, y - h / 2.0);
+            (w / 2.0 + c * dx + s * dy, h / 2.0 - s * dx + c * dy)
+        })
+        .collect();
+    if let Some(strip) = quality::beside_hand(&located, w, h) {
+        let im = quality::frame(&work, &strip);
+        let o = infer(&im)?;
+        let f = fit_of(&o, &im);
+        if clear(&f) && sd(&o) <= th.max_sd_months {
+            return Err(AnalysisError::MultipleHands(format!(
+                "the image shows more than one hand: beside the hand analysed, the model \
+                 located the joints of another (shape residual {:.3}). Send a radiograph of \
+                 the left hand alone.",
+                f.residual
+            )));
+        }
     }
     Ok((
         out,

@@ -261,16 +261,33 @@ pub struct RotationStats {
     pub within_1_month: Option<f64>,
 }
 
-/// Bone-age change under each rotation in `degrees`, over `rows` (see [`RotationStats`]).
+/// One radiograph turned once, for `boneage eval --rotation-out`: the bone age as
+/// given and turned, and how the turned film was framed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RotationRow {
+    pub id: String,
+    pub degrees: f64,
+    pub base_months: f64,
+    /// Empty when the turned film was refused.
+    pub turned_months: Option<f64>,
+    pub base_mirrored: bool,
+    pub mirrored: Option<bool>,
+    pub base_views_turned_deg: f64,
+    pub views_turned_deg: Option<f64>,
+    /// Rejection code of the turned film; empty when analysed.
+    pub error: String,
+}
+
+/// Bone-age change under each rotation in `degrees`, over `rows` (see
+/// [`RotationStats`]), and one [`RotationRow`] per film and angle.
 pub fn rotation_robustness(
     analyzer: &Analyzer,
     rows: &[ManifestRow],
     degrees: &[f64],
     canvas: RotationCanvas,
     progress: &dyn Fn(),
-) -> Vec<RotationStats> {
-    let mut changes: Vec<Vec<f64>> = vec![Vec::new(); degrees.len()];
-    let mut refused = vec![0usize; degrees.len()];
+) -> (Vec<RotationStats>, Vec<RotationRow>) {
+    let mut per_film = Vec::new();
     for row in rows {
         progress();
         let Ok(bytes) = std::fs::read(&row.image) else {
@@ -283,22 +300,37 @@ pub fn rotation_robustness(
         let Ok(base) = analyzer.analyze_image(decoded.image.clone(), &req) else {
             continue;
         };
-        for (k, &deg) in degrees.iter().enumerate() {
+        for &deg in degrees {
             let turned = match canvas {
                 RotationCanvas::Same => crate::quality::rotate(&decoded.image, deg),
                 RotationCanvas::Expand => crate::quality::rotate_expanded(&decoded.image, deg),
             };
+            let mut r = RotationRow {
+                id: row.id.clone(),
+                degrees: deg,
+                base_months: base.bone_age.months,
+                base_mirrored: base.quality.corrections.mirrored,
+                base_views_turned_deg: base.quality.corrections.views_turned_deg,
+                ..RotationRow::default()
+            };
             match analyzer.analyze_image(turned, &req) {
-                Ok(r) => changes[k].push((r.bone_age.months - base.bone_age.months).abs()),
-                Err(_) => refused[k] += 1,
+                Ok(t) => {
+                    r.turned_months = Some(t.bone_age.months);
+                    r.mirrored = Some(t.quality.corrections.mirrored);
+                    r.views_turned_deg = Some(t.quality.corrections.views_turned_deg);
+                }
+                Err(e) => r.error = e.code().to_string(),
             }
+            per_film.push(r);
         }
     }
-    degrees
+    let stats = degrees
         .iter()
-        .zip(changes)
-        .zip(refused)
-        .map(|((&degrees, mut c), refused)| {
+        .map(|&degrees| {
+            let at = || per_film.iter().filter(move |r| r.degrees == degrees);
+            let mut c: Vec<f64> = at()
+                .filter_map(|r| r.turned_months.map(|t| (t - r.base_months).abs()))
+                .collect();
             c.sort_by(f64::total_cmp);
             let q =
                 |p: f64| (!c.is_empty()).then(|| c[((c.len() - 1) as f64 * p).round() as usize]);
@@ -306,7 +338,7 @@ pub fn rotation_robustness(
                 degrees,
                 canvas,
                 n: c.len(),
-                refused,
+                refused: at().filter(|r| r.turned_months.is_none()).count(),
                 mean_abs_change: (!c.is_empty()).then(|| c.iter().sum::<f64>() / c.len() as f64),
                 median_abs_change: q(0.5),
                 p90_abs_change: q(0.9),
@@ -315,7 +347,8 @@ pub fn rotation_robustness(
                     .then(|| c.iter().filter(|&&d| d < 1.0).count() as f64 / c.len() as f64),
             }
         })
-        .collect()
+        .collect();
+    (stats, per_film)
 }
 
 pub fn summarize(preds: &[Prediction]) -> Summary {
@@ -558,8 +591,8 @@ pub fn localisation(
     }
 }
 
-/// Writes one CSV row per prediction.
-pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<(), EvalError> {
+/// Writes one CSV row per prediction (or per [`RotationRow`]).
+pub fn write_predictions<T: Serialize>(path: &Path, preds: &[T]) -> Result<(), EvalError> {
     let err = |e: csv::Error| EvalError::Output {
         path: path.display().to_string(),
         reason: e.to_string(),

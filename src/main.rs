@@ -318,6 +318,9 @@ struct EvalArgs {
     /// cut off, black comes in), `expand` grows it to hold the whole turned film.
     #[arg(long, value_enum, default_value = "same", requires = "rotations")]
     rotation_canvas: boneage::eval::RotationCanvas,
+    /// Write one CSV row per image and angle of `--rotations` here.
+    #[arg(long, requires = "rotations")]
+    rotation_out: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -667,14 +670,18 @@ fn eval(args: EvalArgs) -> Result<()> {
         }
         let bar = indicatif::ProgressBar::new(rows.len() as u64);
         let tick = || bar.inc(1);
-        summary.rotation = Some(eval::rotation_robustness(
+        let (stats, per_film) = eval::rotation_robustness(
             &analyzer,
             &rows,
             &args.rotations,
             args.rotation_canvas,
             &tick,
-        ));
+        );
         bar.finish_and_clear();
+        if let Some(out) = &args.rotation_out {
+            eval::write_predictions(out, &per_film)?;
+        }
+        summary.rotation = Some(stats);
     }
     print_json(&summary)?;
     Ok(())

@@ -25,7 +25,10 @@ use crate::preprocess::{resample, Affine};
 /// Rotations the model tolerates itself (it was trained with ±20°); beyond this the
 /// image is turned upright before the final inference.
 pub const ROTATION_CORRECTION_DEG: f64 = 20.0;
-/// A first pass that shows no hand shape is retried turned this far either way.
+/// A fit that is hand-shaped but not clear (see [`SEARCH_MAX_RESIDUAL_SHARE`]) is
+/// turned upright beyond this tilt, in case the tilt misled the model.
+pub const UNCLEAR_CORRECTION_DEG: f64 = 5.0;
+/// A first pass that shows no clear hand shape is retried turned this far either way.
 pub const SEARCH_TURN_DEG: f64 = 45.0;
 /// A hand found by that search must fit the template this well (a share of the
 /// shape-residual limit): real hands turned upright fit at a few hundredths of the
@@ -165,6 +168,25 @@ impl Framing {
             center: (bx / (w / 2.0), by / (h / 2.0)),
             half: ((bw / w).clamp(lo, hi), (bh / h).clamp(lo, hi)),
         })
+    }
+}
+
+impl ShapeFit {
+    /// The turn (degrees, clockwise on screen, within ±180) that brings the hand
+    /// upright as the hand it shows: a left hand for a direct fit, a right hand for a
+    /// reflected one. A reflected fit's rotation is that of the mirrored hand about the
+    /// vertical axis, i.e. half a turn more than the right hand's own.
+    pub fn upright_turn_deg(&self) -> f64 {
+        if self.reflected {
+            let t = (180.0 - self.rotation_deg).rem_euclid(360.0);
+            if t > 180.0 {
+                t - 360.0
+            } else {
+                t
+            }
+        } else {
+            self.rotation_deg
+        }
     }
 }
 
@@ -394,6 +416,40 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
     out
 }
 
+/// The least width of the strip [`beside_hand`] looks at, as a share of the frame.
+pub const SECOND_HAND_MIN_SHARE: f64 = 0.3;
+/// How far a hand reaches beyond its located joints across the frame, as a share of
+/// their spread (the soft tissue beside the thumb and the little finger).
+const HAND_MARGIN_SHARE: f64 = 0.25;
+
+/// The widest vertical strip of a `w`×`h` frame beside the hand whose joints are at
+/// `points` (pixels), clear of the hand, when it is at least [`SECOND_HAND_MIN_SHARE`]
+/// of the frame wide: where a second hand would be. Full height, as a box of the
+/// unturned frame ([`Framing`]).
+pub fn beside_hand(points: &[(f64, f64)], w: f64, h: f64) -> Option<Framing> {
+    if points.is_empty() || !(w > 0.0 && h > 0.0) {
+        return None;
+    }
+    let x0 = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let x1 = points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    if !(x0.is_finite() && x1.is_finite()) {
+        return None;
+    }
+    let margin = HAND_MARGIN_SHARE * (x1 - x0);
+    let left = (0.0, (x0 - margin).clamp(0.0, w));
+    let right = ((x1 + margin).clamp(0.0, w), w);
+    let (a, b) = if left.1 - left.0 >= right.1 - right.0 {
+        left
+    } else {
+        right
+    };
+    (b - a >= SECOND_HAND_MIN_SHARE * w).then(|| Framing {
+        turn_deg: 0.0,
+        center: ((a + b) / w - 1.0, 0.0),
+        half: ((b - a) / w, 1.0),
+    })
+}
+
 /// Otsu's threshold over 256 bins of values in 0–1.
 fn otsu(v: &[f32]) -> f32 {
     let mut hist = [0f64; 256];
@@ -573,6 +629,14 @@ pub struct Corrections {
 pub struct ViewBox {
     pub center: [f64; 2],
     pub half: [f64; 2],
+}
+
+impl ViewBox {
+    /// How much the box enlarges the frame (below 1: reduces it): the frame's side
+    /// over the box's, as a geometric mean of width and height.
+    pub fn zoom(&self) -> f64 {
+        0.5 / (self.half[0] * self.half[1]).sqrt()
+    }
 }
 
 /// Maps points of the corrected working image back to the upload's pixels.
@@ -902,23 +966,48 @@ mod tests {
         let mirrored: Vec<_> = same.iter().map(|p| (1000.0 - p.0, p.1)).collect();
         let f = fit_shape(&mirrored, &t).unwrap();
         assert!(f.residual < 1e-12 && f.reflected, "{f:?}");
+        // Turned clockwise on screen (y down) about the origin.
+        let turn = |pts: &[(f64, f64)], deg: f64| -> Vec<(f64, f64)> {
+            let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
+            pts.iter()
+                .map(|p| (p.0 * c - p.1 * s, p.0 * s + p.1 * c))
+                .collect()
+        };
         // Rotated by 30 degrees on screen: undoing needs -30.
-        let th = 30f64.to_radians();
-        let rot: Vec<_> = t
-            .iter()
-            .map(|p| {
-                (
-                    p.0 * th.cos() - p.1 * th.sin(),
-                    p.0 * th.sin() + p.1 * th.cos(),
-                )
-            })
-            .collect();
-        let f = fit_shape(&rot, &t).unwrap();
+        let f = fit_shape(&turn(&t, 30.0), &t).unwrap();
         assert!(f.residual < 1e-12 && !f.reflected, "{f:?}");
         assert!((f.rotation_deg + 30.0).abs() < 1e-6, "{f:?}");
+        assert!((f.upright_turn_deg() + 30.0).abs() < 1e-6, "{f:?}");
+        // A right hand upright needs no turn; turned by ±30 (or 100) degrees it needs
+        // the same turn back as a left hand would.
+        let f = fit_shape(&mirrored, &t).unwrap();
+        assert!(f.upright_turn_deg().abs() < 1e-6, "{f:?}");
+        for deg in [30.0f64, -30.0, 100.0] {
+            let f = fit_shape(&turn(&mirrored, deg), &t).unwrap();
+            assert!(f.residual < 1e-12 && f.reflected, "{f:?}");
+            assert!((f.upright_turn_deg() + deg).abs() < 1e-6, "{deg}: {f:?}");
+        }
         // Collapsed points: the worst fit.
         let f = fit_shape(&[(5.0, 5.0); 5], &t).unwrap();
         assert_eq!(f.residual, 1.0);
+    }
+
+    #[test]
+    fn the_strip_beside_a_hand_is_where_a_second_hand_would_be() {
+        // Joints across x 120–280 of a 1000-wide frame: the strip right of the hand
+        // (from 280 + 0.25·160 = 320) is the wider one.
+        let pts = [(120.0, 100.0), (280.0, 300.0), (200.0, 500.0)];
+        let f = beside_hand(&pts, 1000.0, 600.0).unwrap();
+        let b = f.view_box();
+        assert!(
+            (b.center[0] - 0.66).abs() < 1e-9 && (b.half[0] - 0.34).abs() < 1e-9,
+            "{b:?}"
+        );
+        assert_eq!((b.center[1], b.half[1], f.turn_deg), (0.5, 0.5, 0.0));
+        // A hand filling the frame leaves no strip wide enough to hold another.
+        let wide = [(150.0, 100.0), (850.0, 300.0)];
+        assert_eq!(beside_hand(&wide, 1000.0, 600.0), None);
+        assert_eq!(beside_hand(&[], 1000.0, 600.0), None);
     }
 
     fn img(w: u32, h: u32, f: impl Fn(u32, u32) -> f32) -> GreyImage {

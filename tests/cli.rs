@@ -258,6 +258,55 @@ fn synth_bench_and_eval() {
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 4);
     assert!(rows[3].ends_with("corrupt_image"), "{}", rows[3]);
+
+    // Turned films: one summary per angle, one row per film analysed as given and angle.
+    let turned = dir.join("turned.csv");
+    let v = run_json(
+        bin()
+            .args(["eval", "--manifest"])
+            .arg(dir.join("labels.csv"))
+            .args(["--rotations=-30,15", "--rotation-canvas", "expand"])
+            .arg("--rotation-out")
+            .arg(&turned),
+    );
+    let stats = v["rotation"].as_array().unwrap();
+    assert_eq!(stats.len(), 2, "{v}");
+    assert_eq!(
+        (stats[0]["degrees"].as_f64(), stats[1]["degrees"].as_f64()),
+        (Some(-30.0), Some(15.0))
+    );
+    assert_eq!(stats[0]["canvas"], "expand");
+    let text = std::fs::read_to_string(&turned).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for col in [
+        "id",
+        "degrees",
+        "base_months",
+        "turned_months",
+        "mirrored",
+        "views_turned_deg",
+        "error",
+    ] {
+        assert!(header.contains(&col), "{header:?}");
+    }
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let analysed = v["analysed"].as_u64().unwrap() as usize;
+    assert_eq!(rows.len(), 2 * analysed, "{text}");
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for (deg, st) in ["-30.0", "15.0"].iter().zip(stats) {
+        let at: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col("degrees")] == *deg).collect();
+        let refused = at
+            .iter()
+            .filter(|r| r[col("turned_months")].is_empty())
+            .count();
+        assert_eq!(st["refused"].as_u64(), Some(refused as u64), "{text}");
+        assert_eq!(
+            st["n"].as_u64(),
+            Some((at.len() - refused) as u64),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -287,6 +287,8 @@ fn right_rotated_and_inverted_hands_are_corrected() {
             ("rotated-45", rotate(img, -45.0)),
             ("rotated+10", rotate(img, 10.0)),
             ("askew+20", rotate_whole(img, 20.0)),
+            ("askew-45", rotate_whole(img, -45.0)),
+            ("askew+45", rotate_whole(img, 45.0)),
             ("wide canvas", on_canvas(img, 1.5)),
         ];
         for (what, v) in variants {
@@ -296,7 +298,11 @@ fn right_rotated_and_inverted_hands_are_corrected() {
                     let ok = match what {
                         "mirrored" => q.corrections.mirrored && q.laterality == Some("right"),
                         "inverted" => q.corrections.inverted,
-                        "rotated+30" | "rotated-45" => q.corrections.rotation_deg.abs() > 15.0,
+                        // Turned upright, and read as the same side as the film.
+                        "rotated+30" | "rotated-45" | "askew-45" | "askew+45" => {
+                            q.corrections.rotation_deg.abs() > 15.0
+                                && q.corrections.mirrored == base.quality.corrections.mirrored
+                        }
                         // Framed as the typical film: the hand is enlarged, the box
                         // the views show is smaller than the frame.
                         "wide canvas" => {
@@ -338,7 +344,7 @@ fn right_rotated_and_inverted_hands_are_corrected() {
         // +20°). The film on a 1.5× canvas is framed (zoom checked above) and moves
         // 1.8 months on average (5.3 with 0.4.2 before the box was found again on the
         // framed hand).
-        for what in ["askew+20", "wide canvas"] {
+        for what in ["askew+20", "wide canvas", "askew-45", "askew+45"] {
             let d = &diffs[what];
             let mean = d.iter().sum::<f64>() / d.len() as f64;
             assert!(mean < 5.0, "{what}: mean change {mean:.2} months");
@@ -501,6 +507,10 @@ async fn the_hospital_cases_over_http() {
         .as_f64()
         .unwrap();
     assert!(turned.abs() > 25.0, "rotation corrected: {turned}");
+    assert_eq!(
+        v["quality"]["laterality"], base["quality"]["laterality"],
+        "{v}"
+    );
     eprintln!(
         "rotated 45°: turned {turned:.1}°, bone age {:.1} vs {months:.1} months",
         v["bone_age"]["months"].as_f64().unwrap()
@@ -537,8 +547,8 @@ fn both_hands(img: &GrayImage) -> GrayImage {
 }
 
 /// Two hands side by side, made from real validation radiographs (or synthetic hands
-/// without ../shared): at least 80% refused as `multiple_hands`, at most 1 in 10
-/// given a number. Figures printed for the README.
+/// without ../shared): at least 85% refused as `multiple_hands`, at most 1 in 20
+/// given a number (measured: 82 and 1 of 92). Figures printed for the README.
 #[test]
 fn both_hands_on_one_film_are_refused() {
     let images: Vec<(GrayImage, &str)> = match rsna_dir() {
@@ -568,6 +578,6 @@ fn both_hands_on_one_film_are_refused() {
     let multiple = codes.get("multiple_hands").copied().unwrap_or(0);
     let analysed = codes.get("analysed").copied().unwrap_or(0);
     eprintln!("both hands on one film: {n} images, outcomes {codes:?}");
-    assert!(multiple * 10 >= n * 8, "{codes:?}");
-    assert!(analysed * 10 <= n, "{codes:?}");
+    assert!(multiple * 100 >= n * 85, "{codes:?}");
+    assert!(analysed * 20 <= n, "{codes:?}");
 }
