@@ -826,6 +826,9 @@ fn quality_passes(
         })
     };
     let sd = |out: &ModelOutput| (0.5 * out.bone_age_log_var as f64).exp();
+    let hand_shaped = |f: &ShapeFit| f.residual <= th.max_shape_residual;
+    let clear =
+        |f: &ShapeFit| f.residual <= quality::SEARCH_MAX_RESIDUAL_SHARE * th.max_shape_residual;
     let mut passes = 0u8;
     let mut infer = |im: &GreyImage| {
         passes += 1;
@@ -861,15 +864,30 @@ fn quality_passes(
             corrections.inverted = true;
         }
     }
+    // A small hand on a wide canvas, which the model sees at its input size and may
+    // not find there (or finds, unsure), is looked for once more in the box of the
+    // largest bright region; its joints are then kept in the frame's own coordinates.
+    if !clear(&fit) || !th.accepts(&fit, sd(&out)) {
+        if let Some(b) = hands.largest_box.and_then(quality::hand_crop) {
+            let (w, h) = (work.width as f64, work.height as f64);
+            let im = quality::frame(&work, &b);
+            let mut o = infer(&im)?;
+            o.joint_points = joints_in_pixels(&o, &b.affine(w, h), (w, h))
+                .into_iter()
+                .map(|(x, y)| [(x / w) as f32, (y / h) as f32])
+                .collect();
+            let f = fit_of(&o, &work);
+            if clear(&f) && th.score(&f, sd(&o)) < th.score(&fit, sd(&out)) {
+                (out, fit) = (o, f);
+            }
+        }
+    }
     // Turned first: the model locates joints reliably only on a nearly upright hand,
     // so side (mirror) is read after, on the turned hand. A hand-shaped fit says how
     // far to turn (as the hand it shows: a reflected fit's turn is that of a right
     // hand); one that is not clearly a hand (the model lost it beyond its trained
     // rotations, or read a tilted left hand as a right one) is also tried an eighth
     // of a turn either way, and so is a first reading that ends refused.
-    let hand_shaped = |f: &ShapeFit| f.residual <= th.max_shape_residual;
-    let clear =
-        |f: &ShapeFit| f.residual <= quality::SEARCH_MAX_RESIDUAL_SHARE * th.max_shape_residual;
     let first = (out.clone(), fit);
     let mut mirrored = false;
     let mut turned = 0.0;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::analysis::{AnalysisRequest, Analyzer};
+use crate::decode::GreyImage;
 use crate::Sex;
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +230,10 @@ pub struct Summary {
     /// Bone-age change under rotation, when `boneage eval --rotations` asks for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<Vec<RotationStats>>,
+    /// Bone-age change on a wider black canvas, when `boneage eval --canvas-scales`
+    /// asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canvas: Option<Vec<CanvasStats>>,
 }
 
 /// How a radiograph is turned for [`rotation_robustness`].
@@ -242,16 +247,13 @@ pub enum RotationCanvas {
     Expand,
 }
 
-/// How far the bone age moves when the radiograph is turned by `degrees` (about the
-/// centre, black fill, on the `canvas`), against the bone age of the image as given,
-/// over the images analysed both ways.
+/// How far the bone age moves under one change of the film, against the bone age of
+/// the image as given, over the images analysed both ways (months).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct RotationStats {
-    pub degrees: f64,
-    pub canvas: RotationCanvas,
-    /// Images analysed both as given and turned.
+pub struct ChangeStats {
+    /// Images analysed both as given and changed.
     pub n: usize,
-    /// Analysed as given but refused when turned.
+    /// Analysed as given but refused when changed.
     pub refused: usize,
     pub mean_abs_change: Option<f64>,
     pub median_abs_change: Option<f64>,
@@ -261,33 +263,70 @@ pub struct RotationStats {
     pub within_1_month: Option<f64>,
 }
 
-/// One radiograph turned once, for `boneage eval --rotation-out`: the bone age as
-/// given and turned, and how the turned film was framed.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct RotationRow {
-    pub id: String,
+/// [`ChangeStats`] of the radiographs turned by `degrees` (about the centre, black
+/// fill, on the `canvas`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RotationStats {
     pub degrees: f64,
+    pub canvas: RotationCanvas,
+    #[serde(flatten)]
+    pub change: ChangeStats,
+}
+
+/// [`ChangeStats`] of the radiographs pasted in the middle of a black canvas `scale`
+/// times their width and height (a small hand on a wide detector).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CanvasStats {
+    pub scale: f64,
+    #[serde(flatten)]
+    pub change: ChangeStats,
+}
+
+/// One radiograph changed once, for `boneage eval --changes-out`: turned by `degrees`
+/// or pasted on a canvas `scale` times its size; the bone age as given and changed,
+/// and the side and turn each was read with.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ChangeRow {
+    pub id: String,
+    pub degrees: Option<f64>,
+    pub scale: Option<f64>,
     pub base_months: f64,
-    /// Empty when the turned film was refused.
-    pub turned_months: Option<f64>,
+    /// Empty when the changed film was refused.
+    pub months: Option<f64>,
     pub base_mirrored: bool,
     pub mirrored: Option<bool>,
     pub base_views_turned_deg: f64,
     pub views_turned_deg: Option<f64>,
-    /// Rejection code of the turned film; empty when analysed.
+    /// Rejection code of the changed film; empty when analysed.
     pub error: String,
 }
 
-/// Bone-age change under each rotation in `degrees`, over `rows` (see
-/// [`RotationStats`]), and one [`RotationRow`] per film and angle.
-pub fn rotation_robustness(
+/// A change of a film for [`rotation_robustness`] and [`canvas_robustness`].
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Turn(f64, RotationCanvas),
+    Canvas(f64),
+}
+
+impl Change {
+    fn apply(self, img: &GreyImage) -> GreyImage {
+        match self {
+            Change::Turn(d, RotationCanvas::Same) => crate::quality::rotate(img, d),
+            Change::Turn(d, RotationCanvas::Expand) => crate::quality::rotate_expanded(img, d),
+            Change::Canvas(k) => on_canvas(img, k),
+        }
+    }
+}
+
+/// Each of `rows` analysed as given and with each of `changes`, one [`ChangeRow`]
+/// per film and change, skipping films that cannot be read or are refused as given.
+fn changed_readings(
     analyzer: &Analyzer,
     rows: &[ManifestRow],
-    degrees: &[f64],
-    canvas: RotationCanvas,
+    changes: &[Change],
     progress: &dyn Fn(),
-) -> (Vec<RotationStats>, Vec<RotationRow>) {
-    let mut per_film = Vec::new();
+) -> Vec<ChangeRow> {
+    let mut out = Vec::new();
     for row in rows {
         progress();
         let Ok(bytes) = std::fs::read(&row.image) else {
@@ -300,55 +339,120 @@ pub fn rotation_robustness(
         let Ok(base) = analyzer.analyze_image(decoded.image.clone(), &req) else {
             continue;
         };
-        for &deg in degrees {
-            let turned = match canvas {
-                RotationCanvas::Same => crate::quality::rotate(&decoded.image, deg),
-                RotationCanvas::Expand => crate::quality::rotate_expanded(&decoded.image, deg),
+        for &change in changes {
+            let (degrees, scale) = match change {
+                Change::Turn(d, _) => (Some(d), None),
+                Change::Canvas(k) => (None, Some(k)),
             };
-            let mut r = RotationRow {
+            let mut r = ChangeRow {
                 id: row.id.clone(),
-                degrees: deg,
+                degrees,
+                scale,
                 base_months: base.bone_age.months,
                 base_mirrored: base.quality.corrections.mirrored,
                 base_views_turned_deg: base.quality.corrections.views_turned_deg,
-                ..RotationRow::default()
+                ..ChangeRow::default()
             };
-            match analyzer.analyze_image(turned, &req) {
+            match analyzer.analyze_image(change.apply(&decoded.image), &req) {
                 Ok(t) => {
-                    r.turned_months = Some(t.bone_age.months);
+                    r.months = Some(t.bone_age.months);
                     r.mirrored = Some(t.quality.corrections.mirrored);
                     r.views_turned_deg = Some(t.quality.corrections.views_turned_deg);
                 }
                 Err(e) => r.error = e.code().to_string(),
             }
-            per_film.push(r);
+            out.push(r);
         }
     }
+    out
+}
+
+/// [`ChangeStats`] over the rows of one change.
+fn change_stats<'a>(rows: impl Iterator<Item = &'a ChangeRow>) -> ChangeStats {
+    let (mut c, mut refused) = (Vec::new(), 0);
+    for r in rows {
+        match r.months {
+            Some(m) => c.push((m - r.base_months).abs()),
+            None => refused += 1,
+        }
+    }
+    c.sort_by(f64::total_cmp);
+    let q = |p: f64| (!c.is_empty()).then(|| c[((c.len() - 1) as f64 * p).round() as usize]);
+    ChangeStats {
+        n: c.len(),
+        refused,
+        mean_abs_change: (!c.is_empty()).then(|| c.iter().sum::<f64>() / c.len() as f64),
+        median_abs_change: q(0.5),
+        p90_abs_change: q(0.9),
+        max_abs_change: c.last().copied(),
+        within_1_month: (!c.is_empty())
+            .then(|| c.iter().filter(|&&d| d < 1.0).count() as f64 / c.len() as f64),
+    }
+}
+
+/// Bone-age change under each rotation in `degrees`, over `rows` (see
+/// [`RotationStats`]), and one [`ChangeRow`] per film and angle.
+pub fn rotation_robustness(
+    analyzer: &Analyzer,
+    rows: &[ManifestRow],
+    degrees: &[f64],
+    canvas: RotationCanvas,
+    progress: &dyn Fn(),
+) -> (Vec<RotationStats>, Vec<ChangeRow>) {
+    let changes: Vec<Change> = degrees.iter().map(|&d| Change::Turn(d, canvas)).collect();
+    let per_film = changed_readings(analyzer, rows, &changes, progress);
     let stats = degrees
         .iter()
-        .map(|&degrees| {
-            let at = || per_film.iter().filter(move |r| r.degrees == degrees);
-            let mut c: Vec<f64> = at()
-                .filter_map(|r| r.turned_months.map(|t| (t - r.base_months).abs()))
-                .collect();
-            c.sort_by(f64::total_cmp);
-            let q =
-                |p: f64| (!c.is_empty()).then(|| c[((c.len() - 1) as f64 * p).round() as usize]);
-            RotationStats {
-                degrees,
-                canvas,
-                n: c.len(),
-                refused: at().filter(|r| r.turned_months.is_none()).count(),
-                mean_abs_change: (!c.is_empty()).then(|| c.iter().sum::<f64>() / c.len() as f64),
-                median_abs_change: q(0.5),
-                p90_abs_change: q(0.9),
-                max_abs_change: c.last().copied(),
-                within_1_month: (!c.is_empty())
-                    .then(|| c.iter().filter(|&&d| d < 1.0).count() as f64 / c.len() as f64),
-            }
+        .map(|&d| RotationStats {
+            degrees: d,
+            canvas,
+            change: change_stats(per_film.iter().filter(|r| r.degrees == Some(d))),
         })
         .collect();
     (stats, per_film)
+}
+
+/// Bone-age change when each film is pasted in the middle of a black canvas each of
+/// `scales` times its width and height, over `rows` (see [`CanvasStats`]), and one
+/// [`ChangeRow`] per film and scale.
+pub fn canvas_robustness(
+    analyzer: &Analyzer,
+    rows: &[ManifestRow],
+    scales: &[f64],
+    progress: &dyn Fn(),
+) -> (Vec<CanvasStats>, Vec<ChangeRow>) {
+    let changes: Vec<Change> = scales.iter().map(|&k| Change::Canvas(k)).collect();
+    let per_film = changed_readings(analyzer, rows, &changes, progress);
+    let stats = scales
+        .iter()
+        .map(|&k| CanvasStats {
+            scale: k,
+            change: change_stats(per_film.iter().filter(|r| r.scale == Some(k))),
+        })
+        .collect();
+    (stats, per_film)
+}
+
+/// `img` in the middle of a black canvas `k` (at least 1) times its width and height.
+pub fn on_canvas(img: &GreyImage, k: f64) -> GreyImage {
+    let k = if k.is_finite() { k.max(1.0) } else { 1.0 };
+    let (w, h) = (img.width as usize, img.height as usize);
+    let (ow, oh) = (
+        (w as f64 * k).round() as usize,
+        (h as f64 * k).round() as usize,
+    );
+    let (x0, y0) = ((ow - w) / 2, (oh - h) / 2);
+    let mut pixels = vec![0f32; ow * oh];
+    for y in 0..h {
+        pixels[(y0 + y) * ow + x0..(y0 + y) * ow + x0 + w]
+            .copy_from_slice(&img.pixels[y * w..(y + 1) * w]);
+    }
+    GreyImage {
+        width: ow as u32,
+        height: oh as u32,
+        pixels,
+        ..img.clone()
+    }
 }
 
 pub fn summarize(preds: &[Prediction]) -> Summary {
@@ -394,6 +498,7 @@ pub fn summarize(preds: &[Prediction]) -> Summary {
         ),
         localisation: None,
         rotation: None,
+        canvas: None,
     }
 }
 

@@ -318,9 +318,15 @@ struct EvalArgs {
     /// cut off, black comes in), `expand` grows it to hold the whole turned film.
     #[arg(long, value_enum, default_value = "same", requires = "rotations")]
     rotation_canvas: boneage::eval::RotationCanvas,
-    /// Write one CSV row per image and angle of `--rotations` here.
-    #[arg(long, requires = "rotations")]
-    rotation_out: Option<PathBuf>,
+    /// Also paste every image in the middle of a black canvas each of these times its
+    /// width and height (comma-separated, e.g. `1.5,2`; a small hand on a wide
+    /// detector) and report how far the bone age moves from the image as given.
+    #[arg(long, value_delimiter = ',')]
+    canvas_scales: Vec<f64>,
+    /// Write one CSV row per image and change of `--rotations` and `--canvas-scales`
+    /// here (the bone age as given and changed, and the side and turn each was read with).
+    #[arg(long)]
+    changes_out: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -618,6 +624,19 @@ fn token(command: TokenCommand) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     use boneage::eval;
+    if let Some(bad) = args.rotations.iter().find(|d| !d.is_finite()) {
+        bail!("--rotations: {bad} is not an angle");
+    }
+    if let Some(bad) = args
+        .canvas_scales
+        .iter()
+        .find(|k| !(k.is_finite() && (1.0..=4.0).contains(*k)))
+    {
+        bail!("--canvas-scales: {bad} is not a scale from 1 to 4");
+    }
+    if args.changes_out.is_some() && args.rotations.is_empty() && args.canvas_scales.is_empty() {
+        bail!("--changes-out needs --rotations or --canvas-scales");
+    }
     let model = load_model(&args.model)?;
     let mut analyzer = Analyzer::new(Arc::new(model), DecodeLimits::default());
     if args.no_quality_control {
@@ -664,10 +683,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     if let Some(t) = &rois {
         summary.localisation = Some(eval::localisation(&preds, t));
     }
+    let mut changes = Vec::new();
     if !args.rotations.is_empty() {
-        if let Some(bad) = args.rotations.iter().find(|d| !d.is_finite()) {
-            bail!("--rotations: {bad} is not an angle");
-        }
         let bar = indicatif::ProgressBar::new(rows.len() as u64);
         let tick = || bar.inc(1);
         let (stats, per_film) = eval::rotation_robustness(
@@ -678,10 +695,20 @@ fn eval(args: EvalArgs) -> Result<()> {
             &tick,
         );
         bar.finish_and_clear();
-        if let Some(out) = &args.rotation_out {
-            eval::write_predictions(out, &per_film)?;
-        }
+        changes.extend(per_film);
         summary.rotation = Some(stats);
+    }
+    if !args.canvas_scales.is_empty() {
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        let tick = || bar.inc(1);
+        let (stats, per_film) =
+            eval::canvas_robustness(&analyzer, &rows, &args.canvas_scales, &tick);
+        bar.finish_and_clear();
+        changes.extend(per_film);
+        summary.canvas = Some(stats);
+    }
+    if let Some(out) = &args.changes_out {
+        eval::write_predictions(out, &changes)?;
     }
     print_json(&summary)?;
     Ok(())

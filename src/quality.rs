@@ -277,6 +277,10 @@ pub struct HandCount {
     /// The two are tall, large, hand-like (filling under 85% of their bounding box)
     /// and side by side with no horizontal overlap.
     pub side_by_side: bool,
+    /// The bounding box of the largest region, as fractions of the frame (x0, y0, x1,
+    /// y1): where a hand too small for the model to find on the whole frame is.
+    #[serde(skip)]
+    pub largest_box: Option<[f64; 4]>,
 }
 
 impl HandCount {
@@ -296,6 +300,7 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
         largest: 0.0,
         second_ratio: 0.0,
         side_by_side: false,
+        largest_box: None,
     };
     let (w0, h0) = (img.width as f64, img.height as f64);
     if img.width < 8
@@ -393,8 +398,16 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
         return none;
     };
     let frame = (w * h) as f64;
+    // The box grown back by the erosions.
+    let e = ERODE_STEPS as f64;
     let mut out = HandCount {
         largest: a.0 as f64 / frame,
+        largest_box: Some([
+            ((a.1 as f64 - e) / w as f64).max(0.0),
+            ((a.3 as f64 - e) / h as f64).max(0.0),
+            ((a.2 as f64 + 1.0 + e) / w as f64).min(1.0),
+            ((a.4 as f64 + 1.0 + e) / h as f64).min(1.0),
+        ]),
         ..none
     };
     if let Some(&b) = regions.get(1) {
@@ -414,6 +427,31 @@ pub fn count_hands(img: &GreyImage) -> HandCount {
             && b.0 as f64 >= MIN_SECOND_AREA * frame;
     }
     out
+}
+
+/// A hand whose bright region (with its margin) covers at most this share of the
+/// frame is small enough to be looked for again in that box ([`hand_crop`]).
+pub const SMALL_HAND_AREA: f64 = 0.5;
+/// The margin added around that region on each side, as a share of its longer side.
+const HAND_CROP_MARGIN: f64 = 0.15;
+
+/// The box of a frame (as [`Framing`], unturned) around the bright region `b` (x0,
+/// y0, x1, y1 as fractions of the frame, [`HandCount::largest_box`]) with a margin,
+/// when it covers at most [`SMALL_HAND_AREA`] of the frame and at least a tenth of
+/// each side: where the model looks again for a hand too small to find on the whole
+/// frame (a small hand on a wide canvas).
+pub fn hand_crop(b: [f64; 4]) -> Option<Framing> {
+    let [x0, y0, x1, y1] = b;
+    let m = HAND_CROP_MARGIN * (x1 - x0).max(y1 - y0);
+    let (x0, y0) = ((x0 - m).max(0.0), (y0 - m).max(0.0));
+    let (x1, y1) = ((x1 + m).min(1.0), (y1 + m).min(1.0));
+    let (bw, bh) = (x1 - x0, y1 - y0);
+    let ok = bw.is_finite() && bh.is_finite() && bw >= 0.1 && bh >= 0.1;
+    (ok && bw * bh <= SMALL_HAND_AREA).then_some(Framing {
+        turn_deg: 0.0,
+        center: (x0 + x1 - 1.0, y0 + y1 - 1.0),
+        half: (bw, bh),
+    })
 }
 
 /// The least width of the strip [`beside_hand`] looks at, as a share of the frame.
@@ -990,6 +1028,30 @@ mod tests {
         // Collapsed points: the worst fit.
         let f = fit_shape(&[(5.0, 5.0); 5], &t).unwrap();
         assert_eq!(f.residual, 1.0);
+    }
+
+    #[test]
+    fn a_small_hand_is_looked_for_in_its_box() {
+        // A region of a quarter of the frame, grown by 15% of its side on each side.
+        let f = hand_crop([0.4, 0.3, 0.7, 0.6]).unwrap();
+        let b = f.view_box();
+        assert!((b.center[0] - 0.55).abs() < 1e-9 && (b.center[1] - 0.45).abs() < 1e-9);
+        assert!((b.half[0] - 0.195).abs() < 1e-9 && (b.half[1] - 0.195).abs() < 1e-9);
+        // Clipped at the frame's edge.
+        let b = hand_crop([0.0, 0.5, 0.4, 1.0]).unwrap().view_box();
+        assert!((b.center[1] - 0.7125).abs() < 1e-9, "{b:?}");
+        // A hand that fills the frame, or a speck, is not cropped to.
+        assert_eq!(hand_crop([0.1, 0.05, 0.9, 0.95]), None);
+        assert_eq!(hand_crop([0.5, 0.5, 0.52, 0.53]), None);
+        // The count gives the box of its largest region.
+        let (w, h) = (128usize, 128usize);
+        let mut px = vec![0.0f32; w * h];
+        draw_hand(&mut px, w, 40, 30, 10);
+        let c = count_hands(&grey(w, h, px));
+        let [x0, y0, x1, y1] = c.largest_box.unwrap();
+        assert!(x0 <= 40.0 / 128.0 && x1 >= 80.0 / 128.0, "{c:?}");
+        assert!(y0 <= 30.0 / 128.0 && y1 >= 100.0 / 128.0, "{c:?}");
+        assert!(x0 > 0.25 && x1 < 0.7 && y0 > 0.18 && y1 < 0.85, "{c:?}");
     }
 
     #[test]

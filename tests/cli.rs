@@ -259,31 +259,40 @@ fn synth_bench_and_eval() {
     assert_eq!(rows.len(), 4);
     assert!(rows[3].ends_with("corrupt_image"), "{}", rows[3]);
 
-    // Turned films: one summary per angle, one row per film analysed as given and angle.
-    let turned = dir.join("turned.csv");
+    // Turned films and wider canvases: one summary per change, one row per film
+    // analysed as given and change.
+    let changed = dir.join("changed.csv");
     let v = run_json(
         bin()
             .args(["eval", "--manifest"])
             .arg(dir.join("labels.csv"))
             .args(["--rotations=-30,15", "--rotation-canvas", "expand"])
-            .arg("--rotation-out")
-            .arg(&turned),
+            .args(["--canvas-scales", "1.5"])
+            .arg("--changes-out")
+            .arg(&changed),
     );
-    let stats = v["rotation"].as_array().unwrap();
-    assert_eq!(stats.len(), 2, "{v}");
+    let turns = v["rotation"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{v}");
     assert_eq!(
-        (stats[0]["degrees"].as_f64(), stats[1]["degrees"].as_f64()),
+        (turns[0]["degrees"].as_f64(), turns[1]["degrees"].as_f64()),
         (Some(-30.0), Some(15.0))
     );
-    assert_eq!(stats[0]["canvas"], "expand");
-    let text = std::fs::read_to_string(&turned).unwrap();
+    assert_eq!(turns[0]["canvas"], "expand");
+    let canvas = v["canvas"].as_array().unwrap();
+    assert_eq!(
+        (canvas.len(), canvas[0]["scale"].as_f64()),
+        (1, Some(1.5)),
+        "{v}"
+    );
+    let text = std::fs::read_to_string(&changed).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     for col in [
         "id",
         "degrees",
+        "scale",
         "base_months",
-        "turned_months",
+        "months",
         "mirrored",
         "views_turned_deg",
         "error",
@@ -292,14 +301,16 @@ fn synth_bench_and_eval() {
     }
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let analysed = v["analysed"].as_u64().unwrap() as usize;
-    assert_eq!(rows.len(), 2 * analysed, "{text}");
+    assert_eq!(rows.len(), 3 * analysed, "{text}");
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    for (deg, st) in ["-30.0", "15.0"].iter().zip(stats) {
-        let at: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col("degrees")] == *deg).collect();
-        let refused = at
-            .iter()
-            .filter(|r| r[col("turned_months")].is_empty())
-            .count();
+    let summaries = [
+        ("degrees", "-30.0", &turns[0]),
+        ("degrees", "15.0", &turns[1]),
+        ("scale", "1.5", &canvas[0]),
+    ];
+    for (what, value, st) in summaries {
+        let at: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col(what)] == value).collect();
+        let refused = at.iter().filter(|r| r[col("months")].is_empty()).count();
         assert_eq!(st["refused"].as_u64(), Some(refused as u64), "{text}");
         assert_eq!(
             st["n"].as_u64(),
@@ -307,6 +318,15 @@ fn synth_bench_and_eval() {
             "{text}"
         );
     }
+    // A scale that is not one is refused before any work.
+    let out = bin()
+        .args(["eval", "--manifest"])
+        .arg(dir.join("labels.csv"))
+        .args(["--canvas-scales", "0.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--canvas-scales"));
 }
 
 #[test]
