@@ -1001,16 +1001,14 @@ fn quality_passes(
     // A second hand beside the first, which the count before the model missed (a
     // bright film frame joins them, or the films are faint): where the located hand
     // leaves a wide strip of the image, the model looks there for a clear hand.
+    // The final pass read `work` turned by `turned` (`quality::rotate`, the whole
+    // frame turned), so its joints map back to `work` through that framing.
     let (w, h) = (work.width as f64, work.height as f64);
-    let (c, s) = (turned.to_radians().cos(), turned.to_radians().sin());
-    let located: Vec<(f64, f64)> = joints_in_pixels(&out, &preprocess::Affine::IDENTITY, (w, h))
-        .into_iter()
-        .map(|(x, y)| {
-            // From the turned image back to `work`: turned by −`turned` about the centre.
-            let (dx, dy) = (x - w / 2.0, y - h / 2.0);
-            (w / 2.0 + c * dx + s * dy, h / 2.0 - s * dx + c * dy)
-        })
-        .collect();
+    let final_view = quality::Framing {
+        turn_deg: turned,
+        ..quality::Framing::WHOLE
+    };
+    let located = joints_in_pixels(&out, &final_view.affine(w, h), (w, h));
     if let Some(strip) = quality::beside_hand(&located, w, h) {
         let im = quality::frame(&work, &strip);
         let o = infer(&im)?;
